@@ -1,0 +1,168 @@
+//! The replicated miner registry. State: a grow-only set of verified records' claims per epoch
+//! (`crdts::GSet`), so merging is set union: commutative, associative and idempotent by
+//! construction. Everything else (enrollment, serial bindings, the settlement, the digest) is a
+//! pure view of that set, so it cannot depend on arrival order or on which node is local.
+//!
+//! Digest: the ids of an epoch fall into 4,096 buckets by their first 12 bits; a bucket's hash
+//! covers its sorted ids and the epoch's root covers the non-empty buckets' hashes. Equal roots mean
+//! equal sets; differing buckets say which ids to exchange (docs/PROTOCOL.md §11).
+
+use std::collections::BTreeMap;
+
+use crdts::{CvRDT, GSet};
+use protocol::crypto::sha256_parts;
+use protocol::enrollment::{self, Binding, Claim, Enrolled};
+use protocol::settlement::{self, SettleError, Settlement};
+use protocol::{ChainSpec, Hash32};
+use serde::{Deserialize, Serialize};
+
+/// Number of digest buckets (the first 12 bits of an id).
+pub const BUCKETS: usize = 4096;
+
+/// One verified record's claim. Records are content-addressed: the same id is the same claim.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: Hash32,
+    pub wallet: String,
+    pub slot: u64,
+    pub weight: u64,
+    pub serial_hash: Option<String>,
+}
+
+impl Entry {
+    pub fn claim(&self) -> Claim {
+        Claim { wallet: self.wallet.clone(), slot: self.slot, id: self.id, weight: self.weight, serial_hash: self.serial_hash.clone() }
+    }
+}
+
+/// The bucket of an id.
+pub fn bucket_of(id: &Hash32) -> u16 {
+    (u16::from(id[0]) << 4) | u16::from(id[1] >> 4)
+}
+
+/// The registry: per epoch, a grow-only set of entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registry {
+    epochs: BTreeMap<u64, GSet<Entry>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, epoch: u64, entry: Entry) {
+        self.epochs.entry(epoch).or_default().insert(entry);
+    }
+
+    /// State-based merge: pointwise union of the per-epoch sets.
+    pub fn merge(&mut self, other: Registry) {
+        for (epoch, set) in other.epochs {
+            self.epochs.entry(epoch).or_default().merge(set);
+        }
+    }
+
+    pub fn contains(&self, epoch: u64, entry: &Entry) -> bool {
+        self.epochs.get(&epoch).is_some_and(|s| s.contains(entry))
+    }
+
+    /// An epoch's entries, ordered by id (one per id).
+    pub fn entries(&self, epoch: u64) -> Vec<Entry> {
+        let mut v: Vec<Entry> = self.epochs.get(&epoch).map(|s| s.read().into_iter().collect()).unwrap_or_default();
+        v.dedup_by(|a, b| a.id == b.id);
+        v
+    }
+
+    pub fn epochs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.epochs.keys().copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.epochs.values().map(|s| s.read().len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Who holds each hardware serial, over every epoch.
+    pub fn bindings(&self) -> BTreeMap<String, Binding> {
+        let mut b = BTreeMap::new();
+        for epoch in self.epochs.keys() {
+            for e in self.entries(*epoch) {
+                enrollment::bind_serial(&mut b, &e.claim());
+            }
+        }
+        b
+    }
+
+    /// Enrollment in `epoch` (the protocol's rule, over this registry's claims).
+    pub fn enrollment(&self, epoch: u64) -> BTreeMap<String, Enrolled> {
+        let claims: Vec<Claim> = self.entries(epoch).iter().map(Entry::claim).collect();
+        enrollment::enroll(&claims, &self.bindings())
+    }
+
+    /// Settle `epoch` from this registry.
+    pub fn settle(&self, spec: &ChainSpec, epoch: u64, prev: Hash32) -> Result<Settlement, SettleError> {
+        settlement::settle(spec, epoch, prev, &enrollment::weights(&self.enrollment(epoch)))
+    }
+
+    pub fn digest(&self, epoch: u64) -> BucketDigest {
+        BucketDigest::from_sorted_ids(self.entries(epoch).iter().map(|e| &e.id))
+    }
+
+    /// Entries of `epoch` in the given buckets: what a peer asks for after comparing digests.
+    pub fn entries_in(&self, epoch: u64, buckets: &[u16]) -> Vec<Entry> {
+        self.entries(epoch).into_iter().filter(|e| buckets.binary_search(&bucket_of(&e.id)).is_ok()).collect()
+    }
+}
+
+/// Per-bucket hashes of one epoch's ids, and their root.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketDigest {
+    /// Non-empty buckets only: bucket -> sha256_parts("rustchain/registry-bucket/v1", [ids]).
+    pub buckets: BTreeMap<u16, Hash32>,
+    pub count: u64,
+}
+
+impl BucketDigest {
+    /// From ids in ascending order (as every store yields them).
+    pub fn from_sorted_ids<'a>(ids: impl IntoIterator<Item = &'a Hash32>) -> BucketDigest {
+        let mut per: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
+        let mut count = 0;
+        for id in ids {
+            per.entry(bucket_of(id)).or_default().extend_from_slice(id);
+            count += 1;
+        }
+        let buckets = per.into_iter().map(|(b, ids)| (b, sha256_parts("rustchain/registry-bucket/v1", &[&ids]))).collect();
+        BucketDigest { buckets, count }
+    }
+
+    /// The epoch's registry root: `sha256_parts("rustchain/registry-root/v1", [u64be(count),
+    /// (u16be(bucket) ‖ hash) for each non-empty bucket in order])`.
+    pub fn root(&self) -> Hash32 {
+        let mut all = Vec::with_capacity(self.buckets.len() * 34);
+        for (b, h) in &self.buckets {
+            all.extend_from_slice(&b.to_be_bytes());
+            all.extend_from_slice(h);
+        }
+        sha256_parts("rustchain/registry-root/v1", &[&self.count.to_be_bytes(), &all])
+    }
+
+    /// Buckets whose contents differ between the two (ascending).
+    pub fn differing(&self, other: &BucketDigest) -> Vec<u16> {
+        let mut out: Vec<u16> = self
+            .buckets
+            .iter()
+            .filter(|(b, h)| other.buckets.get(b) != Some(h))
+            .map(|(b, _)| *b)
+            .chain(other.buckets.keys().filter(|b| !self.buckets.contains_key(b)).copied())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
