@@ -1,0 +1,656 @@
+//! The HTTP API (axum): the field miners' protocol, wallet and explorer reads, health, and admin.
+//! Every error is `{"ok": false, "error", "message", "code"}` with a 4xx (or 503) status.
+//! The public routes are rate-limited per client IP and time-limited; `/admin/*` has its own,
+//! stricter limit; `/livez` and `/readyz` are never limited (see `limits.rs`).
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use protocol::attestation::{self, AttestationRecord, AttestError, Receipt};
+use protocol::canonical_json;
+use protocol::spec::URTC_PER_RTC;
+use redb::ReadableDatabase;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::limits::{self, CappedListener, HttpLimits, PeerAddr};
+use crate::nonce::ChallengeError;
+use crate::service::Node;
+use crate::store::{self, NewAttestation, Origin, Refusal, StoredClaim};
+
+/// An HTTP error in the one shape every client sees.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+    fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"ok": false, "error": self.message, "message": self.message, "code": self.code});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> Self {
+        if !matches!(e, store::StoreError::Closed) {
+            tracing::error!(error = %e, "storage read failed");
+        }
+        ApiError::unavailable(format!("storage unavailable: {e}"))
+    }
+}
+
+impl From<AttestError> for ApiError {
+    fn from(e: AttestError) -> Self {
+        let status = match e {
+            AttestError::InvalidDevice(_)
+            | AttestError::InvalidSignals(_)
+            | AttestError::InvalidFingerprint(_)
+            | AttestError::InvalidMetric(..)
+            | AttestError::InvalidCores
+            | AttestError::InvalidMacs => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// A body that the limit or the connection cut short becomes a JSON error too.
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(status, "PAYLOAD_TOO_LARGE", "request body is larger than 1 MiB")
+        } else {
+            ApiError::bad_request("INVALID_BODY", e.body_text())
+        }
+    })
+}
+
+/// Parse a JSON object body with our own parser, so every failure is a JSON error.
+fn json_object(bytes: &[u8]) -> Result<canonical_json::Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(canonical_json::Value::Object(Default::default()));
+    }
+    match canonical_json::parse(bytes) {
+        Ok(v @ canonical_json::Value::Object(_)) => Ok(v),
+        Ok(_) => Err(ApiError::bad_request("INVALID_JSON", "body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request("INVALID_JSON", format!("body is not valid JSON: {e}"))),
+    }
+}
+
+/// The whole API with its protection layers.
+pub fn router(node: Arc<Node>, limits: &HttpLimits) -> Router {
+    let mut public = Router::new()
+        .route("/attest/challenge", post(challenge))
+        .route("/attest/submit", post(submit))
+        .route("/epoch", get(epoch_info))
+        .route("/epoch/enroll", post(enroll))
+        .route("/wallet/balance", get(balance))
+        .route("/rewards/epoch/{n}", get(rewards))
+        .route("/api/epoch/{n}/settlement", get(settlement))
+        .route("/api/stats", get(stats))
+        .route("/api/miners", get(miners))
+        .route("/api/p2p/status", get(p2p_status))
+        .route("/health", get(health));
+    if let Some(layer) = limits::rate_limit_layer(limits.rate_limit_per_minute, limits.rate_limit_burst, "public", node.metrics.clone()) {
+        public = public.layer(layer);
+    }
+    let public = public.layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout));
+
+    // Admin work (a backup of a large database) may take longer than a request timeout.
+    let mut admin = Router::new().route("/admin/settle-epoch", post(admin_settle)).route("/admin/backup", post(admin_backup));
+    if let Some(layer) =
+        limits::rate_limit_layer(limits.admin_rate_limit_per_minute, limits.admin_rate_limit_burst, "admin", node.metrics.clone())
+    {
+        admin = admin.layer(layer);
+    }
+
+    let probes = Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout));
+
+    Router::new()
+        .merge(public)
+        .merge(admin)
+        .merge(probes)
+        .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this endpoint")
+        })
+        .layer(DefaultBodyLimit::max(attestation::MAX_BODY_BYTES))
+        .layer(RequestBodyTimeoutLayer::new(limits.request_timeout))
+        .layer(from_fn_with_state(limits.trusted_proxies.clone(), limits::resolve_client_ip))
+        .layer(from_fn_with_state(node.metrics.clone(), crate::metrics::track_requests))
+        .layer(from_fn(limits::json_errors))
+        .layer(from_fn_with_state(Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_requests)), limits::limit_in_flight))
+        .with_state(node)
+}
+
+async fn challenge(State(node): State<Arc<Node>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let body = json_object(&body_bytes(body)?)?;
+    let bound = match body.get("miner_id") {
+        None | Some(canonical_json::Value::Null) => None,
+        Some(canonical_json::Value::Str(s)) if attestation::valid_miner_id(s) => Some(s.as_str()),
+        Some(_) => return Err(ApiError::bad_request("INVALID_FIELD", "miner_id must match ^[A-Za-z0-9._:-]{1,128}$")),
+    };
+    let now = node.clock.now_unix();
+    let issued = node.challenges.issue(now, bound);
+    Ok(Json(json!({"nonce": issued.nonce, "expires_at": issued.expires_at, "bound_miner": bound, "server_time": now}))
+        .into_response())
+}
+
+async fn submit(State(node): State<Arc<Node>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let outcome = submit_attestation(&node, body).await;
+    match &outcome {
+        Ok((_, true)) => node.metrics.attestation("accepted", None),
+        Ok((_, false)) => node.metrics.attestation("fingerprint_failed", None),
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => node.metrics.attestation("error", Some(e.code)),
+        Err(e) => node.metrics.attestation("rejected", Some(e.code)),
+    }
+    outcome.map(|(r, _)| r)
+}
+
+/// Validate, evaluate and store one attestation; the response and whether its fingerprint passed.
+async fn submit_attestation(node: &Node, body: Result<Bytes, BytesRejection>) -> Result<(Response, bool), ApiError> {
+    let body = body_bytes(body)?;
+    // Signature checks and canonical JSON are CPU work: keep them off the async workers' hot path.
+    let sub = tokio::task::spawn_blocking(move || attestation::parse_submission(&body))
+        .await
+        .map_err(|_| ApiError::unavailable("validation task failed"))??;
+    let now = node.clock.now_unix();
+    let nonce_expires = node.challenges.check(&sub.nonce, &sub.miner_id, now).map_err(|e| match e {
+        ChallengeError::IdentityMismatch => ApiError::new(StatusCode::FORBIDDEN, "NONCE_IDENTITY_MISMATCH", e.to_string()),
+        ChallengeError::Invalid | ChallengeError::Expired => {
+            ApiError::new(StatusCode::CONFLICT, "CHALLENGE_INVALID", e.to_string())
+        }
+    })?;
+    let slot = node.spec.slot_at(now);
+    let epoch = node.spec.epoch_of_slot(slot);
+    let eval = attestation::evaluate(&node.spec, &sub, slot);
+    let payload = sub.payload();
+    let id = payload.id();
+    let receipt = Receipt::sign(&node.spec, &node.key, &id, slot, &sub.nonce);
+    let claim = StoredClaim::new(&sub, &eval, slot);
+    let new = NewAttestation { origin: Origin::Miner, record: AttestationRecord { payload, receipt }, id, epoch, claim, nonce_expires };
+    let outcome = node.writer.attest(new).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    match outcome {
+        Ok(_) => node.announce(id),
+        Err(Refusal::NonceReplay) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "NONCE_REPLAY", "nonce already used"));
+        }
+        Err(r @ Refusal::DuplicateHardware(_)) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "DUPLICATE_HARDWARE", format!("hardware_already_bound: {r}")));
+        }
+        Err(r @ Refusal::EpochSettled(_)) => return Err(ApiError::new(StatusCode::CONFLICT, "EPOCH_SETTLED", r.to_string())),
+    }
+    if !eval.verdict.passed {
+        tracing::info!(miner = %sub.miner, miner_id = %sub.miner_id, reasons = ?eval.verdict.reasons, "attestation accepted; fingerprint failed");
+    } else {
+        tracing::debug!(miner = %sub.miner, miner_id = %sub.miner_id, epoch, "attestation accepted");
+    }
+    let d = &eval.device;
+    let response = Json(json!({
+        "ok": true,
+        "status": "accepted",
+        "ticket_id": format!("ticket_{}", &hex::encode(id)[..32]),
+        "miner": sub.miner,
+        "miner_id": sub.miner_id,
+        "epoch": epoch,
+        "slot": slot,
+        "device": {"family": d.family, "arch": d.arch, "model": d.model, "cpu": d.cpu, "cores": d.cores,
+                   "machine": d.machine, "serial_hash": eval.serial_hash},
+        "fingerprint_passed": eval.verdict.passed,
+        "fingerprint_reasons": eval.verdict.reasons,
+        "weight": eval.weight,
+        "hw_weight": eval.hw_weight,
+    }))
+    .into_response();
+    Ok((response, eval.verdict.passed))
+}
+
+async fn epoch_info(State(node): State<Arc<Node>>) -> ApiResult {
+    let now = node.clock.now_unix();
+    let slot = node.spec.slot_at(now);
+    let epoch = node.spec.epoch_of_slot(slot);
+    let enrolled = node.enrolled_count(epoch)?;
+    Ok(Json(json!({
+        "epoch": epoch,
+        "slot": slot,
+        "epoch_pot": node.spec.epoch_pot_urtc as f64 / URTC_PER_RTC as f64,
+        "epoch_pot_urtc": node.spec.epoch_pot_urtc,
+        "enrolled_miners": enrolled,
+        "blocks_per_epoch": node.spec.slots_per_epoch,
+        "slot_seconds": node.spec.slot_seconds,
+        "total_supply_rtc": node.spec.total_supply_urtc / URTC_PER_RTC,
+        "network_id": node.spec.network_id,
+        "epoch_ends_at": node.spec.epoch_end_unix(epoch),
+    }))
+    .into_response())
+}
+
+/// `POST /epoch/enroll`: the miner confirms, with the key it attested with, that it takes part in
+/// the current epoch. Enrollment itself comes from the epoch's attestations (see
+/// docs/ARCHITECTURE.md), so this checks the signature and reports the enrollment.
+async fn enroll(State(node): State<Arc<Node>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let body = json_object(&body_bytes(body)?)?;
+    let field = |k: &'static str| -> Result<&str, ApiError> {
+        body.get(k).and_then(canonical_json::Value::as_str).ok_or_else(|| {
+            ApiError::bad_request("MISSING_FIELD", format!("`{k}` is required and must be a string"))
+        })
+    };
+    let wallet = field("miner_pubkey")?;
+    let miner_id = field("miner_id")?;
+    let sig = protocol::crypto::decode_hex::<64>("signature", field("signature")?)
+        .map_err(|e| ApiError::bad_request("INVALID_SIGNATURE", e.to_string()))?;
+    let pk = protocol::crypto::decode_hex::<32>("public_key", field("public_key")?)
+        .map_err(|e| ApiError::bad_request("INVALID_SIGNATURE", e.to_string()))?;
+    let now = node.clock.now_unix();
+    let epoch = node.spec.epoch_at(now);
+    let msg = format!("{wallet}|{miner_id}|{epoch}");
+    protocol::crypto::verify(&pk, msg.as_bytes(), &sig)
+        .map_err(|e| ApiError::bad_request("INVALID_SIGNATURE", format!("{e} (signed message is \"{{miner_pubkey}}|{{miner_id}}|{{epoch}}\" with the current epoch)")))?;
+    let row = store::enrollment(&*node.db()?, epoch, wallet)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "ATTESTATION_REQUIRED",
+            format!("{wallet} has no accepted attestation in epoch {epoch}; POST /attest/submit first (an attestation enrolls)"),
+        )
+    })?;
+    if row.miner_id != miner_id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "MINER_ID_MISMATCH",
+            format!("{wallet} is enrolled in epoch {epoch} through miner_id {}, not {miner_id}", row.miner_id),
+        ));
+    }
+    let record = store::record(&*node.db()?, &row.id)?.ok_or_else(|| ApiError::unavailable("enrollment without its record"))?;
+    if record.payload.public_key != pk {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "KEY_MISMATCH", "public_key is not the key this miner attested with"));
+    }
+    Ok(Json(json!({
+        "ok": true, "epoch": epoch, "miner_pubkey": wallet, "miner_id": row.miner_id, "weight": row.weight,
+        "hw_weight": row.hw_weight, "fingerprint_passed": row.fingerprint_passed, "enrolled_at_slot": row.slot,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct BalanceQuery {
+    miner_id: Option<String>,
+    address: Option<String>,
+}
+
+async fn balance(State(node): State<Arc<Node>>, q: Result<Query<BalanceQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
+    let wallet = q.miner_id.or(q.address).ok_or_else(|| ApiError::bad_request("MISSING_FIELD", "miner_id is required"))?;
+    if !attestation::valid_miner_id(&wallet) {
+        return Err(ApiError::bad_request("INVALID_FIELD", "miner_id must match ^[A-Za-z0-9._:-]{1,128}$"));
+    }
+    let amount = store::balance(&*node.db()?, &wallet)?;
+    Ok(Json(json!({"miner_id": wallet, "amount_i64": amount, "amount_rtc": amount as f64 / URTC_PER_RTC as f64})).into_response())
+}
+
+fn epoch_param(p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<u64, ApiError> {
+    let Path(s) = p.map_err(|e| ApiError::bad_request("INVALID_EPOCH", e.body_text()))?;
+    s.parse().map_err(|_| ApiError::bad_request("INVALID_EPOCH", format!("epoch must be a non-negative integer, got {s:?}")))
+}
+
+fn unsettled(node: &Node, epoch: u64) -> ApiError {
+    let current = node.spec.epoch_at(node.clock.now_unix());
+    let why = if epoch >= current { "has not ended yet" } else { "is not settled on this node" };
+    ApiError::not_found("UNKNOWN_EPOCH", format!("epoch {epoch} {why} (current epoch {current})"))
+}
+
+async fn rewards(State(node): State<Arc<Node>>, p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult {
+    let epoch = epoch_param(p)?;
+    let s = store::settlement(&*node.db()?, epoch)?.ok_or_else(|| unsettled(&node, epoch))?;
+    let ledger = store::ledger_for_epoch(&*node.db()?, epoch)?;
+    Ok(Json(json!({
+        "epoch": epoch,
+        "settlement_hash": hex::encode(s.hash()),
+        "pot_urtc": s.pot_urtc,
+        "distributed_urtc": s.distributed_urtc,
+        "rewards": s.entries.iter().map(|e| json!({
+            "miner_id": e.miner, "weight": e.weight, "share_i64": e.share_urtc,
+            "share_rtc": e.share_urtc as f64 / URTC_PER_RTC as f64,
+        })).collect::<Vec<_>>(),
+        "ledger": ledger.iter().map(|l| json!({"wallet": l.wallet, "amount_i64": l.amount_urtc, "kind": l.kind})).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+async fn settlement(State(node): State<Arc<Node>>, p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult {
+    let epoch = epoch_param(p)?;
+    let db = node.db()?;
+    let s = store::settlement(&db, epoch)?.ok_or_else(|| unsettled(&node, epoch))?;
+    let cert = store::certificate(&db, epoch)?;
+    let applied = store::is_applied(&db, epoch)?;
+    let votes = store::votes_for(&db, epoch)?;
+    let tally = protocol::consensus::tally(&node.validators, &votes);
+    let mismatch = node.mismatches.lock().expect("lock").get(&epoch).copied();
+    let status = match (&cert, applied, mismatch) {
+        (Some(_), true, None) => "certified",
+        (Some(_), _, _) => "certified_mismatch",
+        (None, _, _) => "provisional",
+    };
+    let certificate = cert.map(|c| json!({
+        "epoch": c.epoch, "round": c.round, "settlement_hash": hex::encode(c.settlement_hash),
+        "signers": c.votes.iter().map(|v| hex::encode(v.validator)).collect::<Vec<_>>(),
+        "votes": c.votes.iter().map(|v| json!({
+            "validator": hex::encode(v.validator), "registry_digest": hex::encode(v.registry_digest),
+            "signature": hex::encode(v.signature)})).collect::<Vec<_>>(),
+    }));
+    let by_hash: Vec<Value> = tally.by_hash.iter().map(|((round, hash), signers)| json!({
+        "round": round, "settlement_hash": hex::encode(hash),
+        "validators": signers.iter().map(hex::encode).collect::<Vec<_>>(),
+    })).collect();
+    let evidence: Vec<Value> = store::evidence_for(&db, epoch)?.iter().map(|e| json!({
+        "validator": hex::encode(e.first.validator), "round": e.first.round,
+        "first": {"settlement_hash": hex::encode(e.first.settlement_hash), "signature": hex::encode(e.first.signature)},
+        "second": {"settlement_hash": hex::encode(e.second.settlement_hash), "signature": hex::encode(e.second.signature)},
+    })).collect();
+    Ok(Json(json!({
+        "epoch": epoch,
+        "settlement_hash": hex::encode(s.hash()),
+        "status": status,
+        "our_settlement_hash_differs": mismatch.map(hex::encode),
+        "record": s.to_json(),
+        "certificate": certificate,
+        "votes": by_hash,
+        "equivocations": evidence,
+        "quorum": protocol::consensus::quorum(node.validators.len()),
+        "validators": node.validators.len(),
+    }))
+    .into_response())
+}
+
+async fn stats(State(node): State<Arc<Node>>) -> ApiResult {
+    let db = node.db()?;
+    let s = store::stats(&db)?;
+    let now = node.clock.now_unix();
+    let epoch = node.spec.epoch_at(now);
+    Ok(Json(json!({
+        "network_id": node.spec.network_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "epoch": epoch,
+        "slot": node.spec.slot_at(now),
+        "last_settled_epoch": store::last_settled(&db)?,
+        "last_certified_epoch": store::last_certified(&db)?,
+        "is_validator": node.is_validator,
+        "equivocations_seen": node.counters.equivocations.load(std::sync::atomic::Ordering::Relaxed),
+        "settlement_mismatches": node.counters.settlement_mismatches.load(std::sync::atomic::Ordering::Relaxed),
+        "enrolled_miners": node.enrolled_count(epoch)?,
+        "attestations": s.attestations,
+        "miners": s.miners,
+        "settled_epochs": s.settled_epochs,
+        "wallets_with_balance": s.wallets_with_balance,
+        "total_balance_i64": s.total_balance_urtc,
+        "total_balance_rtc": s.total_balance_urtc as f64 / URTC_PER_RTC as f64,
+        "node_public_key": hex::encode(node.key.public()),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+async fn miners(State(node): State<Arc<Node>>, q: Result<Query<Page>, axum::extract::rejection::QueryRejection>) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request("INVALID_QUERY", "limit must be in 1..=1000"));
+    }
+    let offset = q.offset.unwrap_or(0);
+    let (total, rows) = store::miners(&*node.db()?, offset, limit)?;
+    Ok(Json(json!({"total": total, "limit": limit, "offset": offset, "miners": rows})).into_response())
+}
+
+/// `GET /health`, the operators' summary (fields as the miners' spec lists them). Always 200 when
+/// the process answers; `ok` says whether the database can be read and written.
+async fn health(State(node): State<Arc<Node>>) -> ApiResult {
+    let db_open = node.db().is_ok_and(|db| db.begin_read().is_ok());
+    let db_rw = db_open && node.tallies.writable();
+    let now = node.clock.now_unix();
+    let tip_age_slots = match node.tallies.last_settled() {
+        Some(e) => node.spec.slot_at(now).saturating_sub(node.spec.first_slot(e + 1)),
+        None => node.spec.slot_at(now).saturating_sub(node.spec.first_slot(node.first_epoch)),
+    };
+    let backup_age_hours = match node.backups.last_success_unix() {
+        Some(t) => json!(now.saturating_sub(t) as f64 / 3600.0),
+        None => Value::Null,
+    };
+    Ok(Json(json!({
+        "ok": db_rw,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": node.started.elapsed().as_secs(),
+        "db_rw": db_rw,
+        "backup_age_hours": backup_age_hours,
+        "tip_age_slots": tip_age_slots,
+        "network_id": node.spec.network_id,
+        "peers": node.peer_count(),
+    }))
+    .into_response())
+}
+
+async fn p2p_status(State(node): State<Arc<Node>>) -> ApiResult {
+    let Some(net) = &node.net else {
+        return Ok(Json(json!({"local_peer_id": null, "listen_addrs": [], "role": null, "peers": [], "total_peers": 0,
+                              "sync_status": "disabled"})).into_response());
+    };
+    let peers: Vec<_> = net.state.peers.read().expect("peer table lock").values().cloned().collect();
+    let st = &net.state;
+    Ok(Json(json!({
+        "local_peer_id": st.local_peer_id.to_string(),
+        "listen_addrs": *st.listen_addrs.read().expect("lock"),
+        "role": st.role.as_str(),
+        "total_peers": peers.len(),
+        "peers": peers,
+        "sync_status": node.sync_status(),
+        "gossip": {
+            "received": st.gossip_received.load(std::sync::atomic::Ordering::Relaxed),
+            "sent": st.gossip_sent.load(std::sync::atomic::Ordering::Relaxed),
+            "rejected": st.gossip_rejected.load(std::sync::atomic::Ordering::Relaxed),
+        },
+        "banned_peers": st.banned.load(std::sync::atomic::Ordering::Relaxed),
+    }))
+    .into_response())
+}
+
+/// `GET /livez`: the process answers.
+async fn livez() -> Response {
+    Json(json!({"ok": true})).into_response()
+}
+
+/// `GET /readyz`: 200 when the database is open and its last write succeeded, enough peers are
+/// connected (`--min-peers`; 0 for a node alone by configuration) and the node is synced; 503
+/// otherwise, saying why.
+async fn readyz(State(node): State<Arc<Node>>) -> Response {
+    let db_open = node.db().is_ok_and(|db| db.begin_read().is_ok());
+    let db_writable = node.tallies.writable();
+    let peers = node.peer_count();
+    let synced = node.synced();
+    let enough_peers = peers >= u64::from(node.min_peers);
+    let ready = db_open && db_writable && enough_peers && synced;
+    let mut body = json!({"ok": ready, "db_open": db_open, "db_writable": db_writable, "peers": peers,
+                          "peers_required": node.min_peers, "synced": synced});
+    if ready {
+        return Json(body).into_response();
+    }
+    let mut why = Vec::new();
+    if !db_open {
+        why.push("database not open".to_owned());
+    }
+    if !db_writable {
+        why.push("the last database write failed (disk full?)".to_owned());
+    }
+    if !enough_peers {
+        why.push(format!("{peers} peers connected, {} required", node.min_peers));
+    }
+    if !synced {
+        why.push("not synced".to_owned());
+    }
+    let why = why.join("; ");
+    body["code"] = json!("NOT_READY");
+    body["error"] = json!(why);
+    body["message"] = json!(why);
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+async fn admin_settle(State(node): State<Arc<Node>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    node.check_admin(&headers)?;
+    let body = json_object(&body_bytes(body)?)?;
+    let current = node.spec.epoch_at(node.clock.now_unix());
+    let epoch = match body.get("epoch") {
+        None | Some(canonical_json::Value::Null) => current.checked_sub(1).ok_or_else(|| {
+            ApiError::new(StatusCode::CONFLICT, "EPOCH_NOT_ENDED", "no epoch has ended yet")
+        })?,
+        Some(v) => v.as_i64().and_then(|e| u64::try_from(e).ok()).ok_or_else(|| {
+            ApiError::bad_request("INVALID_EPOCH", "epoch must be a non-negative integer")
+        })?,
+    };
+    if epoch >= current {
+        return Err(ApiError::new(StatusCode::CONFLICT, "EPOCH_NOT_ENDED", format!("epoch {epoch} has not ended (current {current})")));
+    }
+    if epoch < node.first_epoch {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "EPOCH_BEFORE_HISTORY",
+            format!("epoch {epoch} is before this node's first epoch {}: it holds no records for it", node.first_epoch),
+        ));
+    }
+    if !node.spec.admin.manual_settlement {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "DISABLED", "manual settlement is disabled by the chain spec"));
+    }
+    let (s, new) = node.writer.settle(epoch).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    if new {
+        tracing::info!(epoch, hash = %hex::encode(s.hash()), miners = s.entries.len(), "epoch settled by admin request");
+    }
+    Ok(Json(json!({
+        "ok": true, "epoch": epoch, "settled_now": new, "settlement_hash": hex::encode(s.hash()),
+        "miners": s.entries.len(), "distributed_urtc": s.distributed_urtc,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct BackupQuery {
+    compress: Option<String>,
+}
+
+/// `POST /admin/backup?compress=gzip|none`: a consistent snapshot of the database (its last
+/// commit, taken without stopping writes), streamed as the response body.
+async fn admin_backup(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    q: Result<Query<BackupQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    node.check_admin(&headers)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
+    let compress = match q.compress.as_deref() {
+        None | Some("gzip") => true,
+        Some("none") => false,
+        Some(other) => return Err(ApiError::bad_request("INVALID_QUERY", format!("compress must be gzip or none, not {other:?}"))),
+    };
+    let guard = node
+        .backups
+        .try_start()
+        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "BACKUP_IN_PROGRESS", "another backup is being taken; retry later"))?;
+    let db = node.db()?;
+    let dir = node.data_dir.clone();
+    let (file, info) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let path = dir.join(format!(".online-backup-{}.tmp", hex::encode(crate::keys::generate().public())));
+        let info = crate::dbops::snapshot(&db, &path, compress)?;
+        // Unlinked at once: the open handle keeps it readable and nothing is left behind.
+        let file = std::fs::File::open(&path)?;
+        std::fs::remove_file(&path)?;
+        Ok((file, info))
+    })
+    .await
+    .map_err(|_| ApiError::unavailable("backup task failed"))?
+    .map_err(|e| {
+        node.metrics.backups.get_or_create(&crate::metrics::StatusLabel { status: "failed" }).inc();
+        tracing::error!(error = format!("{e:#}"), "online backup failed");
+        ApiError::unavailable(format!("backup failed: {e:#}"))
+    })?;
+    drop(guard);
+    tracing::info!(rows = info.rows, bytes = info.bytes, compressed = info.compressed, "online backup taken; streaming it");
+    let file = tokio::fs::File::from_std(file);
+    let done = node.clone();
+    let total = info.bytes;
+    // The backup counts as taken once its last byte has gone out (the client stops reading there).
+    let stream = futures::stream::unfold(Some((file, done, 0u64)), move |state| async move {
+        use tokio::io::AsyncReadExt;
+        let (mut file, node, sent) = state?;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                let sent = sent + n as u64;
+                if sent == total {
+                    node.backups.record_success(node.clock.now_unix());
+                    node.metrics.backups.get_or_create(&crate::metrics::StatusLabel { status: "ok" }).inc();
+                }
+                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), Some((file, node, sent))))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    let ctype = if compress { "application/gzip" } else { "application/octet-stream" };
+    Ok((
+        [
+            (header::CONTENT_TYPE, ctype.to_owned()),
+            (header::CONTENT_LENGTH, info.bytes.to_string()),
+            (header::HeaderName::from_static("x-rustchain-backup-rows"), info.rows.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    limits: HttpLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(node, &limits);
+    axum::serve(CappedListener::new(listener, limits), app.into_make_service_with_connect_info::<PeerAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,209 @@
+//! Epoch agreement in the node. After settling an epoch, a validator signs and gossips a vote; every
+//! node tallies the votes it has (`protocol::consensus::tally`) and, at quorum, stores the
+//! certificate and credits the certified settlement. A node whose own settlement differs pulls the
+//! difference and recomputes; if it still differs it says so loudly and applies the certified record
+//! fetched from a peer. Epochs without a certificate go to another round after a timeout.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::Hash32;
+use protocol::consensus::{EpochCertificate, Vote};
+use protocol::settlement::Settlement;
+use protocol::wire::{Id, InvEpoch, Request, Response};
+use tokio::sync::watch;
+
+use crate::network::Command;
+use crate::relay;
+use crate::service::Node;
+use crate::store::{self, Applied};
+
+/// Slots to wait for a certificate before the next voting round.
+pub const ROUND_TIMEOUT_SLOTS: u64 = 3;
+/// Rounds after which a validator stops re-voting an epoch (it still accepts certificates).
+pub const MAX_ROUNDS: u32 = 16;
+
+/// Called by the epoch manager once `epoch` has a (provisional) settlement.
+pub async fn on_settled(node: &Arc<Node>, epoch: u64, s: &Settlement) {
+    let round = *node.rounds.lock().expect("rounds lock").entry(epoch).or_insert(0);
+    if node.is_validator {
+        cast_vote(node, epoch, round, s.hash()).await;
+    }
+    check(node, epoch).await;
+}
+
+async fn cast_vote(node: &Arc<Node>, epoch: u64, round: u32, hash: Hash32) {
+    // Having seen a certificate for an epoch, a validator never votes for it again.
+    if node.db.get().and_then(|db| store::certificate(&db, epoch)).ok().flatten().is_some() {
+        return;
+    }
+    let digest = node.db.get().and_then(|db| store::epoch_digest(&db, epoch)).map(|d| d.root()).unwrap_or([0; 32]);
+    let vote = Vote::sign(&node.spec, &node.key, epoch, round, hash, digest);
+    match node.writer.vote(vote.clone()).await {
+        Ok(_) => {
+            tracing::info!(epoch, round, hash = %hex::encode(hash), "voted");
+            // Without a validator set in the chain spec each node certifies alone; nobody else
+            // counts our vote, so it is not gossiped.
+            if let (Some(net), false) = (&node.net, node.spec.validators.is_empty()) {
+                net.send(Command::PublishVote(vote));
+            }
+        }
+        Err(e) => tracing::error!(epoch, error = %e, "could not store our vote"),
+    }
+}
+
+/// A vote from the network (signature and membership already verified).
+pub async fn on_vote(node: &Arc<Node>, vote: Vote) {
+    let epoch = vote.epoch;
+    match node.writer.vote(vote).await {
+        Ok(outcome) => {
+            if let (true, Some(e)) = (outcome.new, &outcome.equivocation) {
+                tracing::error!(
+                    epoch, validator = %hex::encode(e.first.validator), round = e.first.round,
+                    first = %hex::encode(e.first.settlement_hash), second = %hex::encode(e.second.settlement_hash),
+                    "EQUIVOCATION: a validator signed two different hashes for one epoch; both votes kept as evidence"
+                );
+                node.counters.equivocations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if outcome.new || outcome.equivocation.is_some() {
+                check(node, epoch).await;
+            }
+        }
+        Err(e) => tracing::error!(epoch, error = %e, "could not store a vote"),
+    }
+}
+
+/// Tally an epoch's votes; certify at quorum.
+pub async fn check(node: &Arc<Node>, epoch: u64) {
+    if node.db.get().and_then(|db| store::is_applied(&db, epoch)).unwrap_or(false) {
+        return;
+    }
+    let Ok(votes) = node.db.get().and_then(|db| store::votes_for(&db, epoch)) else { return };
+    if let Some(cert) = protocol::consensus::tally(&node.validators, &votes).certificate {
+        finalize(node, cert, None).await;
+    }
+}
+
+/// Store a verified certificate and credit it; on a mismatch, try to resolve it.
+pub async fn finalize(node: &Arc<Node>, cert: EpochCertificate, offered: Option<Settlement>) {
+    let epoch = cert.epoch;
+    match node.writer.certify(cert.clone(), offered).await {
+        Ok(Applied::Now { .. }) => {
+            node.mismatches.lock().expect("lock").remove(&epoch);
+            tracing::info!(epoch, round = cert.round, hash = %hex::encode(cert.settlement_hash), signers = cert.votes.len(), "epoch certified; rewards credited");
+            if let (Some(net), Ok(digest)) = (&node.net, node.db.get().and_then(|db| store::epoch_digest(&db, epoch))) {
+                net.send(Command::PublishEpoch(InvEpoch {
+                    epoch,
+                    settlement_hash: Id(cert.settlement_hash),
+                    registry_digest: Id(digest.root()),
+                    records: digest.count,
+                }));
+            }
+        }
+        Ok(Applied::Before) => {}
+        Ok(Applied::Mismatch { ours }) => {
+            let first_time = node.mismatches.lock().expect("lock").insert(epoch, ours.unwrap_or([0; 32])).is_none();
+            if first_time {
+                tracing::warn!(
+                    epoch, certified = %hex::encode(cert.settlement_hash), ours = %ours.map(hex::encode).unwrap_or_else(|| "none".into()),
+                    "our settlement differs from the certified one; syncing and recomputing"
+                );
+                let node = node.clone();
+                tokio::spawn(async move { resolve(&node, cert).await });
+            }
+        }
+        Err(e) => tracing::error!(epoch, error = %e, "could not store a certificate"),
+    }
+}
+
+/// Pull the epoch's records from peers and recompute; failing that, apply the certified record
+/// fetched from a peer, and say loudly that our registry still differs.
+async fn resolve(node: &Arc<Node>, cert: EpochCertificate) {
+    let epoch = cert.epoch;
+    let Some(net) = node.net.clone() else { return };
+    for peer in net.state.connected_peers() {
+        let _ = relay::reconcile(node, &net, peer, epoch).await;
+    }
+    if let Ok((s, _)) = node.writer.settle(epoch).await {
+        if s.hash() == cert.settlement_hash {
+            if let Ok(Applied::Now { .. }) = node.writer.certify(cert.clone(), Some(s)).await {
+                tracing::info!(epoch, "after sync our settlement matches the certificate; rewards credited");
+            }
+            node.mismatches.lock().expect("lock").remove(&epoch);
+            return;
+        }
+    }
+    for peer in net.state.connected_peers() {
+        if let Ok(Response::Epoch { settlement: Some(s), .. }) = net.request(peer, Request::GetEpoch { epoch }).await {
+            if s.hash() == cert.settlement_hash {
+                tracing::error!(
+                    epoch, %peer, "SETTLEMENT MISMATCH persists after sync: applied the certified record from a peer; \
+                     our own registry still yields another hash (see /api/epoch/{epoch}/settlement)"
+                );
+                node.counters.settlement_mismatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                node.writer.certify(cert, Some(s)).await.ok();
+                return;
+            }
+        }
+    }
+    tracing::error!(epoch, "SETTLEMENT MISMATCH: no peer served the certified settlement yet; will retry");
+    node.mismatches.lock().expect("lock").remove(&epoch);
+}
+
+/// Rounds and certificate catch-up: every second, look at settled epochs without a certificate.
+pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_attempt: BTreeMap<u64, u64> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        }
+        let now = node.clock.now_unix();
+        let current = node.spec.epoch_at(now);
+        let from = current.saturating_sub(node.history_epochs.max(2));
+        let Ok(open) = node.db.get().and_then(|db| store::uncertified_settled(&db, from)) else { continue };
+        let timeout = ROUND_TIMEOUT_SLOTS * node.spec.slot_seconds;
+        for epoch in open {
+            let round = *node.rounds.lock().expect("rounds lock").entry(epoch).or_insert(0);
+            let due = node.spec.settle_at_unix(epoch) + timeout * (u64::from(round) + 1);
+            if now < due || last_attempt.get(&epoch) == Some(&now) {
+                continue;
+            }
+            last_attempt.insert(epoch, now);
+            next_round(&node, epoch, round).await;
+        }
+        last_attempt.retain(|e, _| *e >= from);
+        node.rounds.lock().expect("rounds lock").retain(|e, _| *e >= from);
+    }
+}
+
+async fn next_round(node: &Arc<Node>, epoch: u64, round: u32) {
+    if let Some(net) = node.net.clone() {
+        // A certificate formed elsewhere? Fetch it (and the record) from peers.
+        for peer in net.state.connected_peers() {
+            if let Ok(Response::Epoch { settlement, certificate: Some(cert) }) = net.request(peer, Request::GetEpoch { epoch }).await {
+                if cert.epoch == epoch && cert.verify(&node.spec, &node.validators).is_ok() {
+                    finalize(node, cert, settlement).await;
+                    return;
+                }
+            }
+        }
+        // Otherwise sync the registry (and the previous certificate) and vote again.
+        for peer in net.state.connected_peers() {
+            let _ = relay::reconcile(node, &net, peer, epoch).await;
+        }
+    }
+    if round + 1 >= MAX_ROUNDS {
+        return;
+    }
+    let Ok((s, _)) = node.writer.settle(epoch).await else { return };
+    node.rounds.lock().expect("rounds lock").insert(epoch, round + 1);
+    if node.is_validator {
+        tracing::info!(epoch, round = round + 1, "no certificate yet; voting again");
+        cast_vote(node, epoch, round + 1, s.hash()).await;
+    }
+    check(node, epoch).await;
+}

@@ -1,0 +1,370 @@
+//! Abuse protection for the HTTP API: caps on open connections (in total and per IP), the
+//! client's real IP (from `X-Real-IP`/`X-Forwarded-For` only when the TCP peer is a trusted
+//! proxy), per-IP rate limits (public and admin separately), a cap on requests in flight, and
+//! JSON bodies for the errors these layers produce.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::serve::{IncomingStream, Listener};
+use ipnet::IpNet;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tower_governor::GovernorError;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::KeyExtractor;
+
+use crate::api::ApiError;
+use crate::config::NodeConfig;
+use crate::metrics::{Metrics, ScopeLabel};
+
+/// The HTTP API's protection settings (from the node configuration).
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_burst: u32,
+    pub admin_rate_limit_per_minute: u32,
+    pub admin_rate_limit_burst: u32,
+    pub trusted_proxies: Arc<Vec<IpNet>>,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_inflight_requests: usize,
+}
+
+impl HttpLimits {
+    pub fn from_config(cfg: &NodeConfig) -> Self {
+        HttpLimits {
+            rate_limit_per_minute: cfg.rate_limit_per_minute,
+            rate_limit_burst: cfg.rate_limit_burst,
+            admin_rate_limit_per_minute: cfg.admin_rate_limit_per_minute,
+            admin_rate_limit_burst: cfg.admin_rate_limit_burst,
+            trusted_proxies: Arc::new(cfg.trusted_proxies.clone()),
+            request_timeout: cfg.request_timeout.0,
+            max_connections: cfg.max_connections,
+            max_connections_per_ip: cfg.max_connections_per_ip,
+            max_inflight_requests: cfg.max_inflight_requests,
+        }
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        is_trusted(&self.trusted_proxies, ip)
+    }
+}
+
+fn is_trusted(proxies: &[IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    proxies.iter().any(|n| n.contains(&ip))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+
+/// The TCP peer of a connection (what `ConnectInfo` carries for our listener).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// A TCP listener that refuses (closes at once) connections beyond a total and a per-IP cap.
+/// Trusted proxies are exempt from the per-IP cap.
+pub struct CappedListener {
+    inner: TcpListener,
+    limits: HttpLimits,
+    open: Arc<Mutex<OpenConnections>>,
+}
+
+#[derive(Default)]
+struct OpenConnections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl CappedListener {
+    pub fn new(inner: TcpListener, limits: HttpLimits) -> Self {
+        CappedListener { inner, limits, open: Default::default() }
+    }
+}
+
+/// A connection counted against the caps until it is dropped.
+pub struct CountedStream {
+    inner: TcpStream,
+    ip: IpAddr,
+    open: Arc<Mutex<OpenConnections>>,
+}
+
+impl Drop for CountedStream {
+    fn drop(&mut self) {
+        let mut o = self.open.lock().expect("connection table");
+        o.total -= 1;
+        if let Some(n) = o.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                o.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Listener for CappedListener {
+    type Io = CountedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = match self.inner.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let ip = addr.ip().to_canonical();
+            let exempt = self.limits.trusted(ip);
+            {
+                let mut o = self.open.lock().expect("connection table");
+                let per_ip = o.per_ip.get(&ip).copied().unwrap_or(0);
+                if o.total >= self.limits.max_connections || (!exempt && per_ip >= self.limits.max_connections_per_ip) {
+                    tracing::debug!(%ip, total = o.total, per_ip, "connection refused: too many open connections");
+                    continue; // dropping the stream closes it
+                }
+                o.total += 1;
+                *o.per_ip.entry(ip).or_insert(0) += 1;
+            }
+            let _ = stream.set_nodelay(true);
+            return (CountedStream { inner: stream, ip, open: self.open.clone() }, addr);
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, CappedListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, CappedListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl AsyncRead for CountedStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client's IP
+
+/// The client's IP as this node believes it: the TCP peer, or what a trusted proxy says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// The client behind `peer`: `X-Real-IP`, else the right-most `X-Forwarded-For` entry that is not a
+/// trusted proxy; both only when `peer` itself is a trusted proxy. Otherwise `peer`.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !is_trusted(trusted, peer) {
+        return peer;
+    }
+    let parse = |s: &str| s.trim().parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+    if let Some(ip) = headers.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(parse) {
+        return ip;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match parse(hop) {
+            Some(ip) => {
+                client = ip;
+                if !is_trusted(trusted, ip) {
+                    break;
+                }
+            }
+            None => break, // a malformed entry: trust nothing further left
+        }
+    }
+    client
+}
+
+/// Middleware: put the [`ClientIp`] into the request's extensions for the limiters and handlers.
+pub async fn resolve_client_ip(State(trusted): State<Arc<Vec<IpNet>>>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|c| c.0.0.ip())
+        .or_else(|| req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
+    if let Some(peer) = peer {
+        let ip = client_ip(peer, req.headers(), &trusted);
+        req.extensions_mut().insert(ClientIp(ip));
+    }
+    next.run(req).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate limits
+
+/// Keys the rate limiter by [`ClientIp`].
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIpKey;
+
+impl KeyExtractor for ClientIpKey {
+    type Key = IpAddr;
+
+    fn extract<T>(&self, req: &axum::http::Request<T>) -> Result<IpAddr, GovernorError> {
+        req.extensions().get::<ClientIp>().map(|c| c.0).ok_or(GovernorError::UnableToExtractKey)
+    }
+}
+
+/// A per-client-IP rate limit layer: `per_minute` sustained, `burst` at once; `None` when disabled
+/// (`per_minute` or `burst` 0). Refusals are 429 JSON with `Retry-After`.
+pub fn rate_limit_layer(
+    per_minute: u32,
+    burst: u32,
+    scope: &'static str,
+    metrics: Metrics,
+) -> Option<tower_governor::GovernorLayer<ClientIpKey, governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>, axum::body::Body>> {
+    if per_minute == 0 || burst == 0 {
+        return None;
+    }
+    let period = Duration::from_nanos(60_000_000_000 / u64::from(per_minute));
+    let config = GovernorConfigBuilder::default().key_extractor(ClientIpKey).period(period).burst_size(burst).finish()?;
+    let config = Arc::new(config);
+    // Forget idle clients now and then, so the table does not grow without bound.
+    let limiter = config.limiter().clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    });
+    Some(tower_governor::GovernorLayer::new(config).error_handler(move |e| {
+        match e {
+            GovernorError::TooManyRequests { wait_time, .. } => {
+                metrics.api_rate_limited.get_or_create(&ScopeLabel { scope }).inc();
+                let wait = wait_time.max(1);
+                let mut resp = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    format!("too many requests from your address; retry in {wait} s"),
+                )
+                .into_response();
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+                resp
+            }
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", other.to_string()).into_response(),
+        }
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests in flight, and JSON for layer-made errors
+
+/// Middleware: at most `permits` requests in flight; beyond that, 503 at once (no queueing).
+/// The probes are exempt, so an overloaded node is not also declared dead.
+pub async fn limit_in_flight(State(sem): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
+    if matches!(req.uri().path(), "/livez" | "/readyz") {
+        return next.run(req).await;
+    }
+    match sem.try_acquire() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED", "the node is handling too many requests; retry shortly")
+            .into_response(),
+    }
+}
+
+/// Middleware: an error response without a body type (made by a tower layer, e.g. the timeout's
+/// 408) gets the API's JSON error shape.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) || resp.headers().contains_key(header::CONTENT_TYPE) {
+        return resp;
+    }
+    let (code, message) = match status {
+        StatusCode::REQUEST_TIMEOUT => ("REQUEST_TIMEOUT", "the request took too long and was cancelled"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "request body is larger than 1 MiB"),
+        StatusCode::SERVICE_UNAVAILABLE => ("UNAVAILABLE", "service unavailable"),
+        StatusCode::TOO_MANY_REQUESTS => ("RATE_LIMITED", "too many requests"),
+        _ => ("HTTP_ERROR", "request failed"),
+    };
+    let (parts, _) = resp.into_parts();
+    let mut json = ApiError::new(status, code, message).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_LENGTH {
+            json.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn client_ip_trusts_headers_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1/32".parse().unwrap()];
+        let stranger: IpAddr = "203.0.113.9".parse().unwrap();
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let spoof = h(&[("x-forwarded-for", "1.2.3.4"), ("x-real-ip", "5.6.7.8")]);
+        assert_eq!(client_ip(stranger, &spoof, &trusted), stranger, "a stranger's headers are ignored");
+        assert_eq!(client_ip(proxy, &spoof, &trusted), "5.6.7.8".parse::<IpAddr>().unwrap(), "X-Real-IP first");
+        // Right-most untrusted hop: the client cannot push a fake address past our proxies.
+        let xff = h(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.9.9.9")]);
+        assert_eq!(client_ip(proxy, &xff, &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
+        let two = h(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.8")]);
+        assert_eq!(client_ip(proxy, &two, &trusted), "198.51.100.8".parse::<IpAddr>().unwrap());
+        let garbage = h(&[("x-forwarded-for", "not-an-ip")]);
+        assert_eq!(client_ip(proxy, &garbage, &trusted), proxy);
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+        // IPv4-mapped IPv6 peers match IPv4 CIDRs.
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(client_ip(mapped, &spoof, &trusted), "5.6.7.8".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(proxy, &spoof, &[]), proxy, "no trusted proxies: headers never count");
+    }
+}

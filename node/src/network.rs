@@ -1,0 +1,555 @@
+//! The one task that owns the libp2p swarm. Everything else talks to it through a bounded command
+//! channel (`NetHandle`) and hears from it through a bounded event channel; read-mostly state (the
+//! peer table, sync status) sits in `NetState` for the HTTP API. Inbound sync requests are answered
+//! here from the database; gossip is decoded and checked here, then handed to `relay.rs`, which
+//! reports the validation result back once the records it names are fetched and verified.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, ping};
+use protocol::consensus::{ValidatorKey, Vote, VoteError};
+use protocol::wire::{self, Id, InvAttestation, InvEpoch, Request, Response};
+use protocol::{ChainSpec, Hash32};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::p2p::{Behaviour, BehaviourEvent, Role};
+use crate::service::Clock;
+use crate::store::{self, DbHandle};
+
+/// Own-score points below which a peer is banned (disconnected and blocked).
+pub const BAN_THRESHOLD: i32 = -100;
+/// Gossip messages per peer per second beyond which the excess is dropped and penalised.
+pub const MAX_GOSSIP_PER_SECOND: u32 = 200;
+
+pub enum Command {
+    PublishAttestations(Vec<Hash32>),
+    PublishEpoch(InvEpoch),
+    PublishVote(Vote),
+    Report { msg_id: MessageId, source: PeerId, acceptance: MessageAcceptance },
+    Request { peer: PeerId, req: Request, reply: oneshot::Sender<Result<Response, String>> },
+    Penalize { peer: PeerId, points: i32, reason: String },
+}
+
+pub enum NetEvent {
+    /// A well-formed `INV_ATTESTATION`; relay.rs must report a validation result for `msg_id`.
+    Inv { msg_id: MessageId, source: PeerId, ids: Vec<Hash32> },
+    /// A well-formed `INV_EPOCH` (already accepted for forwarding).
+    Epoch { source: PeerId, inv: InvEpoch },
+    /// A vote from a validator, signature verified (already accepted for forwarding).
+    Vote(Vote),
+    Connected(PeerId),
+}
+
+/// One row of `/api/p2p/status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    pub address: String,
+    pub role: Option<String>,
+    pub agent: Option<String>,
+    pub last_seen: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub latency_ms: Option<u64>,
+    pub score: i32,
+}
+
+/// State the HTTP API reads without a round trip to the swarm task.
+pub struct NetState {
+    pub local_peer_id: PeerId,
+    pub role: Role,
+    pub listen_addrs: RwLock<Vec<String>>,
+    pub peers: RwLock<BTreeMap<PeerId, PeerInfo>>,
+    pub synced: AtomicBool,
+    /// No bootnodes were configured: this node may be alone by design.
+    pub alone_by_config: bool,
+    pub gossip_received: AtomicU64,
+    pub gossip_sent: AtomicU64,
+    pub gossip_rejected: AtomicU64,
+    pub banned: AtomicU64,
+}
+
+impl NetState {
+    pub fn peer_count(&self) -> usize {
+        self.peers.read().expect("peer table lock").len()
+    }
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.peers.read().expect("peer table lock").keys().copied().collect()
+    }
+}
+
+/// The handle the rest of the node uses.
+#[derive(Clone)]
+pub struct NetHandle {
+    cmd: mpsc::Sender<Command>,
+    pub state: Arc<NetState>,
+}
+
+impl NetHandle {
+    /// Queue a command; a full queue drops it (callers treat the network as best-effort).
+    pub fn send(&self, c: Command) {
+        if self.cmd.try_send(c).is_err() {
+            tracing::debug!("network command queue full; dropped a command");
+        }
+    }
+
+    pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, String> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Command::Request { peer, req, reply }).await.map_err(|_| "network stopped".to_string())?;
+        rx.await.map_err(|_| "network stopped".to_string())?
+    }
+
+    pub fn penalize(&self, peer: PeerId, points: i32, reason: impl Into<String>) {
+        self.send(Command::Penalize { peer, points, reason: reason.into() });
+    }
+}
+
+pub struct NetConfig {
+    pub listen: Multiaddr,
+    pub bootnodes: Vec<Multiaddr>,
+    pub role: Role,
+    pub history_epochs: u64,
+}
+
+/// Start listening and dialing; returns the handle, the event stream and the task.
+pub fn start(
+    mut swarm: Swarm<Behaviour>,
+    cfg: NetConfig,
+    spec: ChainSpec,
+    validators: BTreeSet<ValidatorKey>,
+    db: Arc<DbHandle>,
+    metrics: libp2p::metrics::Metrics,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(NetHandle, mpsc::Receiver<NetEvent>, tokio::task::JoinHandle<()>)> {
+    let att_topic = IdentTopic::new(wire::attestation_topic(&spec.network_id));
+    let epoch_topic = IdentTopic::new(wire::epoch_topic(&spec.network_id));
+    let vote_topic = IdentTopic::new(wire::vote_topic(&spec.network_id));
+    swarm.behaviour_mut().gossipsub.subscribe(&att_topic)?;
+    swarm.behaviour_mut().gossipsub.subscribe(&epoch_topic)?;
+    swarm.behaviour_mut().gossipsub.subscribe(&vote_topic)?;
+    swarm.listen_on(cfg.listen.clone())?;
+    for addr in &cfg.bootnodes {
+        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        }
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot dial bootnode");
+        }
+    }
+    let state = Arc::new(NetState {
+        local_peer_id: *swarm.local_peer_id(),
+        role: cfg.role,
+        listen_addrs: RwLock::new(Vec::new()),
+        peers: RwLock::new(BTreeMap::new()),
+        synced: AtomicBool::new(false),
+        alone_by_config: cfg.bootnodes.is_empty(),
+        gossip_received: AtomicU64::new(0),
+        gossip_sent: AtomicU64::new(0),
+        gossip_rejected: AtomicU64::new(0),
+        banned: AtomicU64::new(0),
+    });
+    let (cmd_tx, cmd_rx) = mpsc::channel(4096);
+    let (ev_tx, ev_rx) = mpsc::channel(4096);
+    let task = EventLoop {
+        swarm,
+        state: state.clone(),
+        spec,
+        db,
+        role: cfg.role,
+        history_epochs: cfg.history_epochs,
+        att_topic,
+        epoch_topic,
+        vote_topic,
+        validators,
+        events: ev_tx,
+        pending: HashMap::new(),
+        scores: HashMap::new(),
+        rate: HashMap::new(),
+        bootnodes: cfg.bootnodes,
+        metrics,
+    };
+    let handle = tokio::spawn(task.run(cmd_rx, stop));
+    Ok((NetHandle { cmd: cmd_tx, state }, ev_rx, handle))
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    state: Arc<NetState>,
+    spec: ChainSpec,
+    db: Arc<DbHandle>,
+    role: Role,
+    history_epochs: u64,
+    att_topic: IdentTopic,
+    epoch_topic: IdentTopic,
+    vote_topic: IdentTopic,
+    validators: BTreeSet<ValidatorKey>,
+    events: mpsc::Sender<NetEvent>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
+    scores: HashMap<PeerId, i32>,
+    /// Per-peer gossip count in the current one-second window.
+    rate: HashMap<PeerId, (Instant, u32)>,
+    bootnodes: Vec<Multiaddr>,
+    /// libp2p's own metrics, in the node's one registry.
+    metrics: libp2p::metrics::Metrics,
+}
+
+fn now_unix() -> u64 {
+    Clock.now_unix()
+}
+
+impl EventLoop {
+    async fn run(mut self, mut cmds: mpsc::Receiver<Command>, mut stop: watch::Receiver<bool>) {
+        let mut maintenance = tokio::time::interval(Duration::from_secs(30));
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                Some(c) = cmds.recv() => self.on_command(c),
+                _ = maintenance.tick() => self.maintain(),
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+        // Leave the swarm: close every connection before the task ends.
+        for peer in self.state.connected_peers() {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        tracing::info!("left the p2p network");
+    }
+
+    fn maintain(&mut self) {
+        if self.state.peer_count() == 0 {
+            for addr in self.bootnodes.clone() {
+                let _ = self.swarm.dial(addr);
+            }
+        }
+        if self.state.peer_count() > 0 {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+        let cutoff = Instant::now() - Duration::from_secs(5);
+        self.rate.retain(|_, (t, _)| *t > cutoff);
+        let connected = self.state.connected_peers();
+        self.scores.retain(|p, s| *s != 0 && connected.contains(p));
+    }
+
+    fn peer_mut<R>(&self, peer: &PeerId, f: impl FnOnce(&mut PeerInfo) -> R) -> Option<R> {
+        self.state.peers.write().expect("peer table lock").get_mut(peer).map(f)
+    }
+
+    fn on_command(&mut self, c: Command) {
+        match c {
+            Command::PublishAttestations(ids) => {
+                for chunk in ids.chunks(wire::MAX_IDS_PER_MESSAGE) {
+                    let inv = InvAttestation { ids: chunk.iter().map(|i| Id(*i)).collect() };
+                    self.publish(self.att_topic.clone(), inv.encode());
+                }
+            }
+            Command::PublishEpoch(inv) => self.publish(self.epoch_topic.clone(), inv.encode()),
+            Command::PublishVote(v) => self.publish(self.vote_topic.clone(), wire::encode_vote(&v)),
+            Command::Report { msg_id, source, acceptance } => {
+                if matches!(acceptance, MessageAcceptance::Reject) {
+                    self.state.gossip_rejected.fetch_add(1, Ordering::Relaxed);
+                }
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&msg_id, &source, acceptance);
+            }
+            Command::Request { peer, req, reply } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, req);
+                self.peer_mut(&peer, |p| p.messages_sent += 1);
+                self.pending.insert(id, reply);
+            }
+            Command::Penalize { peer, points, reason } => self.penalize(peer, points, &reason),
+        }
+    }
+
+    fn publish(&mut self, topic: IdentTopic, data: Vec<u8>) {
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+            Ok(_) => {
+                self.state.gossip_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            // Peers that miss an announcement catch up through anti-entropy.
+            Err(e) => tracing::debug!(error = %e, "gossip publish skipped"),
+        }
+    }
+
+    fn penalize(&mut self, peer: PeerId, points: i32, reason: &str) {
+        let score = self.scores.entry(peer).or_insert(0);
+        *score -= points;
+        let score = *score;
+        tracing::warn!(%peer, points, score, reason, "peer penalised");
+        self.peer_mut(&peer, |p| p.score = score);
+        if score <= BAN_THRESHOLD {
+            tracing::warn!(%peer, score, "peer banned: disconnected and blocked");
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+            self.state.banned.fetch_add(1, Ordering::Relaxed);
+            self.state.peers.write().expect("peer table lock").remove(&peer);
+        }
+    }
+
+    /// Count a gossip message from `peer`; false when it exceeds the per-second budget.
+    fn within_rate(&mut self, peer: PeerId) -> bool {
+        let now = Instant::now();
+        let entry = self.rate.entry(peer).or_insert((now, 0));
+        if now.duration_since(entry.0) >= Duration::from_secs(1) {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= MAX_GOSSIP_PER_SECOND
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        self.metrics.record(&ev);
+        match &ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.metrics.record(e),
+            _ => {}
+        }
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address.with(Protocol::P2p(self.state.local_peer_id));
+                tracing::info!(addr = %full, "p2p listening");
+                self.state.listen_addrs.write().expect("lock").push(full.to_string());
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                if num_established.get() == 1 {
+                    let address = endpoint.get_remote_address().to_string();
+                    tracing::info!(peer = %peer_id, %address, "peer connected");
+                    self.state.peers.write().expect("lock").insert(peer_id, PeerInfo {
+                        peer_id: peer_id.to_string(),
+                        address,
+                        role: None,
+                        agent: None,
+                        last_seen: now_unix(),
+                        messages_sent: 0,
+                        messages_received: 0,
+                        latency_ms: None,
+                        score: self.scores.get(&peer_id).copied().unwrap_or(0),
+                    });
+                    let _ = self.events.try_send(NetEvent::Connected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+                tracing::info!(peer = %peer_id, cause = ?cause.map(|c| c.to_string()), "peer disconnected");
+                self.state.peers.write().expect("lock").remove(&peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                if info.protocol_version != wire::identify_protocol(&self.spec.network_id) {
+                    tracing::warn!(peer = %peer_id, theirs = %info.protocol_version, "peer is on another network; disconnecting");
+                    self.swarm.behaviour_mut().blocked.block_peer(peer_id);
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                for addr in &info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                }
+                let role = info.agent_version.rsplit('/').next().map(str::to_owned);
+                self.peer_mut(&peer_id, |p| {
+                    p.agent = Some(info.agent_version.clone());
+                    p.role = role;
+                    p.last_seen = now_unix();
+                });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+                self.peer_mut(&peer, |p| {
+                    p.latency_ms = Some(rtt.as_millis() as u64);
+                    p.last_seen = now_unix();
+                });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })) => {
+                tracing::debug!(%peer, "kademlia routing table updated");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, msg_id: MessageId, message: gossipsub::Message) {
+        self.state.gossip_received.fetch_add(1, Ordering::Relaxed);
+        self.peer_mut(&source, |p| {
+            p.messages_received += 1;
+            p.last_seen = now_unix();
+        });
+        let report = |s: &mut Self, acceptance| s.on_command(Command::Report { msg_id: msg_id.clone(), source, acceptance });
+        if !self.within_rate(source) {
+            report(self, MessageAcceptance::Ignore);
+            self.penalize(source, 1, "gossip flood");
+            return;
+        }
+        if message.topic == self.att_topic.hash() {
+            match InvAttestation::decode(&message.data) {
+                Ok(inv) => {
+                    let ids = inv.ids.into_iter().map(|i| i.0).collect();
+                    if let Err(e) = self.events.try_send(NetEvent::Inv { msg_id: msg_id.clone(), source, ids }) {
+                        // Overloaded: neither forward nor punish; anti-entropy fills the gap.
+                        drop(e);
+                        report(self, MessageAcceptance::Ignore);
+                    }
+                }
+                Err(e) => {
+                    report(self, MessageAcceptance::Reject);
+                    self.penalize(source, 20, &format!("malformed INV_ATTESTATION: {e}"));
+                }
+            }
+        } else if message.topic == self.epoch_topic.hash() {
+            match InvEpoch::decode(&message.data) {
+                Ok(inv) => {
+                    report(self, MessageAcceptance::Accept);
+                    let _ = self.events.try_send(NetEvent::Epoch { source, inv });
+                }
+                Err(e) => {
+                    report(self, MessageAcceptance::Reject);
+                    self.penalize(source, 20, &format!("malformed INV_EPOCH: {e}"));
+                }
+            }
+        } else if message.topic == self.vote_topic.hash() {
+            let decoded = wire::decode_vote(&message.data).map_err(|e| e.to_string());
+            let verified = decoded.and_then(|v| match v.verify(&self.spec, &self.validators) {
+                Ok(()) => Ok(Some(v)),
+                // A chain spec without a validator set makes every node its own validator: the
+                // others' votes mean nothing here, but sending them is no offence.
+                Err(VoteError::NotAValidator) if self.spec.validators.is_empty() => Ok(None),
+                Err(e) => Err(e.to_string()),
+            });
+            match verified {
+                Ok(None) => report(self, MessageAcceptance::Ignore),
+                Ok(Some(vote)) => {
+                    report(self, MessageAcceptance::Accept);
+                    if self.events.try_send(NetEvent::Vote(vote)).is_err() {
+                        tracing::warn!("event queue full: a vote was not tallied (round timeouts will catch up)");
+                    }
+                }
+                Err(e) => {
+                    report(self, MessageAcceptance::Reject);
+                    self.penalize(source, 50, &format!("invalid vote: {e}"));
+                }
+            }
+        } else {
+            report(self, MessageAcceptance::Reject);
+            self.penalize(source, 20, "gossip on an unknown topic");
+        }
+    }
+
+    fn on_sync(&mut self, ev: request_response::Event<Request, Response>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.peer_mut(&peer, |p| {
+                        p.messages_received += 1;
+                        p.last_seen = now_unix();
+                    });
+                    let (response, abuse) = answer(&self.db, &self.spec, self.role, self.history_epochs, request);
+                    if let Some(reason) = abuse {
+                        self.penalize(peer, 10, reason);
+                    }
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+                    self.peer_mut(&peer, |p| p.messages_sent += 1);
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.peer_mut(&peer, |p| p.messages_received += 1);
+                    if let Some(reply) = self.pending.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                tracing::debug!(%peer, error = %error, "sync request failed");
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                // Malformed or oversized requests land here (the codec refused them).
+                if matches!(error, request_response::InboundFailure::Io(_)) {
+                    self.penalize(peer, 20, &format!("bad sync request: {error}"));
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}
+
+/// Answer a sync request from the database. Returns the response and, if the request itself was
+/// abusive, why.
+pub fn answer(db: &DbHandle, spec: &ChainSpec, role: Role, history_epochs: u64, req: Request) -> (Response, Option<&'static str>) {
+    let error = |code: &str| Response::Error { code: code.to_owned() };
+    let db = match db.get() {
+        Ok(db) => db,
+        Err(_) => return (error("UNAVAILABLE"), None),
+    };
+    let db = &*db;
+    let current = spec.epoch_at(now_unix());
+    let oldest_served = if role == Role::Archive { 0 } else { current.saturating_sub(history_epochs) };
+    let result = match req {
+        Request::GetAttestations { ids } => {
+            if ids.len() > wire::MAX_IDS_PER_MESSAGE {
+                return (error("TOO_MANY_IDS"), Some("GetAttestations with too many ids"));
+            }
+            let ids: Vec<Hash32> = ids.into_iter().map(|i| i.0).collect();
+            store::records_by_ids(db, &ids, wire::MAX_RECORDS_PER_RESPONSE, wire::MAX_RESPONSE_BYTES - 4096)
+                .map(|records| Response::Attestations { records })
+        }
+        Request::GetEpoch { epoch } => store::settlement(db, epoch).and_then(|settlement| {
+            Ok(Response::Epoch { settlement, certificate: store::certificate(db, epoch)? })
+        }),
+        Request::EpochDigest { epoch } => store::epoch_digest(db, epoch).map(|d| Response::Digest {
+            epoch,
+            buckets: d.buckets.into_iter().map(|(b, h)| (b, Id(h))).collect(),
+            records: d.count,
+        }),
+        Request::BucketIds { epoch, buckets } => {
+            if buckets.len() > crdt::BUCKETS {
+                return (error("TOO_MANY_BUCKETS"), Some("BucketIds with too many buckets"));
+            }
+            let mut buckets = buckets;
+            buckets.sort_unstable();
+            store::epoch_ids(db, epoch).map(|ids| {
+                let ids: Vec<(u64, Id)> = ids
+                    .into_iter()
+                    .filter(|id| buckets.binary_search(&crdt::bucket_of(id)).is_ok())
+                    .take(wire::MAX_IDS_PER_PAGE * 8)
+                    .map(|id| (epoch, Id(id)))
+                    .collect();
+                Response::Page { ids, next: None }
+            })
+        }
+        Request::SyncPage { from_epoch, to_epoch, after, limit } => {
+            if from_epoch > to_epoch {
+                return (error("BAD_RANGE"), Some("SyncPage with an empty range"));
+            }
+            if from_epoch < oldest_served {
+                return (error("OUT_OF_HISTORY"), None);
+            }
+            let limit = (limit as usize).clamp(1, wire::MAX_IDS_PER_PAGE);
+            store::epoch_ids_page(db, from_epoch, to_epoch, after.map(|(e, id)| (e, id.0)), limit).map(|(ids, next)| {
+                Response::Page { ids: ids.into_iter().map(|(e, id)| (e, Id(id))).collect(), next: next.map(|(e, id)| (e, Id(id))) }
+            })
+        }
+    };
+    match result {
+        Ok(r) => (r, None),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot answer a sync request");
+            (error("UNAVAILABLE"), None)
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The libp2p behaviour and its configuration, built in one place: transports, gossipsub (with
+//! presets and peer scoring), Kademlia, identify, ping, the sync request-response protocol,
+//! connection limits and the block list. No application logic: `network.rs` drives it.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{StreamProtocol, Swarm, allow_block_list, connection_limits, gossipsub, identify, identity, kad, noise, ping, tcp, yamux};
+use protocol::crypto::{Keypair, sha256};
+use protocol::wire::{self, Request, Response};
+use serde::{Deserialize, Serialize};
+
+/// What a node does in the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Bootstrap peer: accepts attestations, settles, anchors.
+    Primary,
+    /// Gossip, sync and the miner HTTP API; serves recent history.
+    Relay,
+    /// A relay that keeps and serves all history.
+    Archive,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Relay => "relay",
+            Role::Archive => "archive",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "primary" => Ok(Role::Primary),
+            "relay" => Ok(Role::Relay),
+            "archive" => Ok(Role::Archive),
+            other => Err(format!("unknown role {other:?} (primary, relay, archive)")),
+        }
+    }
+}
+
+/// Gossipsub mesh sizes. The defaults do not even form a mesh on a three-node network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GossipPreset {
+    /// 2-5 nodes (local testnets).
+    Tiny,
+    /// Up to a few dozen nodes.
+    Small,
+    /// gossipsub's defaults: large networks.
+    Large,
+}
+
+impl GossipPreset {
+    /// (mesh_n_low, mesh_n, mesh_n_high, mesh_outbound_min)
+    fn mesh(self) -> (usize, usize, usize, usize) {
+        match self {
+            GossipPreset::Tiny => (1, 2, 4, 1),
+            GossipPreset::Small => (3, 4, 8, 1),
+            GossipPreset::Large => (5, 6, 12, 2),
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub limits: connection_limits::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub sync: request_response::cbor::Behaviour<Request, Response>,
+}
+
+/// The libp2p identity of a node: the same Ed25519 key that signs its receipts.
+pub fn identity_of(key: &Keypair) -> identity::Keypair {
+    identity::Keypair::ed25519_from_bytes(key.seed()).expect("a 32-byte Ed25519 seed is always valid")
+}
+
+/// The gossipsub configuration: content-addressed ids, explicit validation, size limit, preset mesh.
+pub fn gossipsub_config(preset: GossipPreset, heartbeat: Duration) -> Result<gossipsub::Config, String> {
+    let (low, n, high, outbound) = preset.mesh();
+    gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(heartbeat)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(sha256(&m.data)[..20].to_vec()))
+        .max_transmit_size(wire::MAX_GOSSIP_BYTES)
+        .mesh_n_low(low)
+        .mesh_n(n)
+        .mesh_n_high(high)
+        .mesh_outbound_min(outbound)
+        .duplicate_cache_time(Duration::from_secs(120))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Peer scoring: invalid messages (reported `Reject`) push a peer below the graylist threshold.
+fn peer_score(network_id: &str) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let mut params = gossipsub::PeerScoreParams::default();
+    for topic in [wire::attestation_topic(network_id), wire::epoch_topic(network_id)] {
+        let t = gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            invalid_message_deliveries_weight: -20.0,
+            invalid_message_deliveries_decay: 0.5,
+            // Neither our first-delivery nor mesh-delivery counters reward or punish honest silence.
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            ..Default::default()
+        };
+        params.topics.insert(gossipsub::IdentTopic::new(topic).hash(), t);
+    }
+    (params, gossipsub::PeerScoreThresholds::default())
+}
+
+pub struct SwarmSettings {
+    pub network_id: String,
+    pub role: Role,
+    pub preset: GossipPreset,
+    pub max_peers: u32,
+    pub heartbeat: Duration,
+}
+
+pub fn agent_version(role: Role) -> String {
+    format!("rustchain/{}/{}", env!("CARGO_PKG_VERSION"), role.as_str())
+}
+
+/// Build the swarm. Topics are subscribed by the caller.
+pub fn build_swarm(key: &Keypair, s: &SwarmSettings) -> anyhow::Result<Swarm<Behaviour>> {
+    let id_key = identity_of(key);
+    let gs_config = gossipsub_config(s.preset, s.heartbeat).map_err(anyhow::Error::msg)?;
+    let (score_params, thresholds) = peer_score(&s.network_id);
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(id_key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gs_config)?;
+            gossipsub.with_peer_score(score_params, thresholds)?;
+            let kad_proto = StreamProtocol::try_from_owned(wire::kad_protocol(&s.network_id))?;
+            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad::Config::new(kad_proto));
+            kad.set_mode(Some(kad::Mode::Server));
+            let identify = identify::Behaviour::new(
+                identify::Config::new(wire::identify_protocol(&s.network_id), key.public())
+                    .with_agent_version(agent_version(s.role)),
+            );
+            let codec = request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(wire::MAX_REQUEST_BYTES as u64)
+                .set_response_size_maximum(wire::MAX_RESPONSE_BYTES as u64);
+            let sync = request_response::Behaviour::with_codec(
+                codec,
+                [(StreamProtocol::try_from_owned(wire::sync_protocol(&s.network_id))?, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(20))
+                    .with_max_concurrent_streams(64),
+            );
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(s.max_peers))
+                .with_max_established_per_peer(Some(2))
+                .with_max_pending_incoming(Some(32));
+            Ok(Behaviour {
+                blocked: Default::default(),
+                limits: connection_limits::Behaviour::new(limits),
+                gossipsub,
+                kad,
+                identify,
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
+                sync,
+            })
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    Ok(swarm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_gossip_preset_builds() {
+        for preset in [GossipPreset::Tiny, GossipPreset::Small, GossipPreset::Large] {
+            let cfg = gossipsub_config(preset, Duration::from_millis(700)).unwrap();
+            assert_eq!(cfg.max_transmit_size(), wire::MAX_GOSSIP_BYTES);
+            assert!(cfg.validate_messages());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_swarm_builds_with_every_preset() {
+        for preset in [GossipPreset::Tiny, GossipPreset::Small, GossipPreset::Large] {
+            let s = SwarmSettings { network_id: "devnet".into(), role: Role::Relay, preset, max_peers: 8, heartbeat: Duration::from_secs(1) };
+            let swarm = build_swarm(&Keypair::from_seed(&[4; 32]), &s).unwrap();
+            assert_eq!(*swarm.local_peer_id(), identity_of(&Keypair::from_seed(&[4; 32])).public().to_peer_id());
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Relay semantics: records named in an announcement are fetched from the peer that forwarded it,
+//! verified exactly as the HTTP path verifies (plus the receipt), stored, and only then is the
+//! announcement accepted for forwarding. Also catch-up at start, periodic anti-entropy, and the
+//! batcher that announces what this node accepted.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use libp2p::PeerId;
+use libp2p::gossipsub::MessageAcceptance;
+use protocol::Hash32;
+use protocol::attestation::{self, AttestationRecord};
+use protocol::wire::{self, Id, InvEpoch, Request, Response};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::network::{Command, NetEvent, NetHandle};
+use crate::service::Node;
+use crate::store::{self, NewAttestation, Origin, StoredClaim};
+
+/// Concurrent fetches triggered by announcements.
+const MAX_CONCURRENT_FETCHES: usize = 32;
+/// Records asked for in one request.
+const FETCH_CHUNK: usize = 256;
+/// How often a node compares its open and last epoch with a random peer.
+const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(5);
+/// How long a node with bootnodes waits for a first peer before settling alone.
+const FIRST_PEER_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("invalid record: {0}")]
+    Invalid(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Verify a record from a peer and store it. Returns true if it was new.
+pub async fn ingest(node: &Node, record: AttestationRecord) -> Result<bool, IngestError> {
+    let id = record.id();
+    if node.db.get().and_then(|db| store::has_record(&db, &id)).map_err(|e| IngestError::Storage(e.to_string()))? {
+        return Ok(false);
+    }
+    let spec = node.spec.clone();
+    let (record, sub) = tokio::task::spawn_blocking(move || {
+        let sub = record.verify(&spec);
+        (record, sub)
+    })
+    .await
+    .map_err(|e| IngestError::Storage(e.to_string()))?;
+    let sub = sub.map_err(|e| IngestError::Invalid(e.to_string()))?;
+    let slot = record.receipt.slot;
+    let now_slot = node.spec.slot_at(node.clock.now_unix());
+    if slot > now_slot + 2 {
+        return Err(IngestError::Invalid(format!("receipt slot {slot} is in the future (now {now_slot})")));
+    }
+    let eval = attestation::evaluate(&node.spec, &sub, slot);
+    let claim = StoredClaim::new(&sub, &eval, slot);
+    let new = NewAttestation { origin: Origin::Peer, id, epoch: node.spec.epoch_of_slot(slot), claim, record, nonce_expires: 0 };
+    match node.writer.attest(new).await {
+        Ok(Ok(stored)) => Ok(stored),
+        Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
+        Err(e) => Err(IngestError::Storage(e.to_string())),
+    }
+}
+
+/// Fetch `ids` from `peer`, verify and store them. Returns (stored, missing, invalid).
+async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>) -> (usize, usize, usize) {
+    let (mut stored, mut missing, mut invalid) = (0, 0, 0);
+    for chunk in ids.chunks(FETCH_CHUNK) {
+        let wanted: BTreeSet<Hash32> = chunk.iter().copied().collect();
+        let req = Request::GetAttestations { ids: chunk.iter().map(|i| Id(*i)).collect() };
+        let records = match net.request(peer, req).await {
+            Ok(Response::Attestations { records }) => records,
+            Ok(other) => {
+                tracing::debug!(%peer, response = ?std::mem::discriminant(&other), "unexpected answer to GetAttestations");
+                missing += chunk.len();
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "fetch failed");
+                missing += chunk.len();
+                continue;
+            }
+        };
+        let mut got = BTreeSet::new();
+        for record in records {
+            let id = record.id();
+            if !wanted.contains(&id) || !got.insert(id) {
+                net.penalize(peer, 20, "sent a record that was not asked for");
+                invalid += 1;
+                continue;
+            }
+            match ingest(node, record).await {
+                Ok(new) => stored += usize::from(new),
+                Err(IngestError::Invalid(why)) => {
+                    net.penalize(peer, 50, format!("sent an invalid record: {why}"));
+                    invalid += 1;
+                }
+                Err(IngestError::Storage(why)) => {
+                    tracing::warn!(error = %why, "could not store a fetched record");
+                    missing += 1;
+                }
+            }
+        }
+        missing += wanted.len() - got.len();
+    }
+    (stored, missing, invalid)
+}
+
+fn lacking(node: &Node, ids: Vec<Hash32>) -> Vec<Hash32> {
+    ids.into_iter().filter(|id| !node.db.get().and_then(|db| store::has_record(&db, id)).unwrap_or(false)).collect()
+}
+
+/// An announcement: fetch what we lack from the peer that forwarded it, then report.
+async fn on_inv(node: Arc<Node>, net: NetHandle, msg_id: libp2p::gossipsub::MessageId, source: PeerId, ids: Vec<Hash32>) {
+    let want = lacking(&node, ids);
+    let acceptance = if want.is_empty() {
+        MessageAcceptance::Accept
+    } else {
+        let (stored, missing, invalid) = fetch_from(&node, &net, source, want).await;
+        if stored > 0 {
+            tracing::debug!(%source, stored, "stored relayed attestations");
+        }
+        if invalid > 0 {
+            MessageAcceptance::Reject
+        } else if missing > 0 {
+            MessageAcceptance::Ignore
+        } else {
+            MessageAcceptance::Accept
+        }
+    };
+    net.send(Command::Report { msg_id, source, acceptance });
+}
+
+/// Pull every record of epochs `from..=to` that `peer` has and we lack, page by page.
+pub async fn sync_epochs(node: &Node, net: &NetHandle, peer: PeerId, from: u64, to: u64) -> Result<usize, String> {
+    let (mut after, mut total, mut pages) = (None, 0usize, 0usize);
+    loop {
+        let req = Request::SyncPage { from_epoch: from, to_epoch: to, after, limit: wire::MAX_IDS_PER_PAGE as u32 };
+        let (ids, next) = match net.request(peer, req).await? {
+            Response::Page { ids, next } => (ids, next),
+            Response::Error { code } => return Err(format!("peer refused the sync: {code}")),
+            _ => return Err("unexpected answer to SyncPage".into()),
+        };
+        if ids.len() > wire::MAX_IDS_PER_PAGE {
+            net.penalize(peer, 20, "oversized sync page");
+            return Err("oversized page".into());
+        }
+        let want = lacking(node, ids.iter().map(|(_, id)| id.0).collect());
+        let (stored, _, invalid) = fetch_from(node, net, peer, want).await;
+        if invalid > 0 {
+            return Err(format!("{invalid} invalid records"));
+        }
+        total += stored;
+        pages += 1;
+        if pages % 10 == 0 || (next.is_none() && total > 0) {
+            tracing::info!(%peer, pages, records = total, from, to, "catch-up progress");
+        }
+        match next {
+            // A cursor must move forward, or a hostile peer could keep us paging forever.
+            Some(n) if after.is_none_or(|a| n > a) => after = Some(n),
+            Some(_) => {
+                net.penalize(peer, 50, "sync cursor did not advance");
+                return Err("cursor did not advance".into());
+            }
+            None => return Ok(total),
+        }
+    }
+}
+
+/// Compare one epoch's bucket digest with `peer` and pull what we lack from the buckets that
+/// differ: only those buckets' ids cross the wire, then only the missing records.
+pub async fn reconcile(node: &Node, net: &NetHandle, peer: PeerId, epoch: u64) -> Result<usize, String> {
+    let mine = node.db.get().and_then(|db| store::epoch_digest(&db, epoch)).map_err(|e| e.to_string())?;
+    let theirs = match net.request(peer, Request::EpochDigest { epoch }).await? {
+        Response::Digest { buckets, records, .. } if buckets.len() <= crdt::BUCKETS => {
+            crdt::BucketDigest { buckets: buckets.into_iter().map(|(b, h)| (b, h.0)).collect(), count: records }
+        }
+        _ => return Err("unexpected answer to EpochDigest".into()),
+    };
+    // Only buckets where the peer has something we may lack.
+    let wanted: Vec<u16> = mine.differing(&theirs).into_iter().filter(|b| theirs.buckets.contains_key(b)).collect();
+    if wanted.is_empty() {
+        return Ok(0);
+    }
+    let ids = match net.request(peer, Request::BucketIds { epoch, buckets: wanted }).await? {
+        Response::Page { ids, .. } => ids,
+        _ => return Err("unexpected answer to BucketIds".into()),
+    };
+    let want = lacking(node, ids.into_iter().filter(|(e, _)| *e == epoch).map(|(_, id)| id.0).collect());
+    let (stored, _, invalid) = fetch_from(node, net, peer, want).await;
+    if invalid > 0 {
+        return Err(format!("{invalid} invalid records"));
+    }
+    Ok(stored)
+}
+
+fn random_peer(peers: &[PeerId]) -> Option<PeerId> {
+    if peers.is_empty() {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).ok()?;
+    Some(peers[(u64::from_le_bytes(b) % peers.len() as u64) as usize])
+}
+
+/// Catch up once, from the first peer that answers; then the node counts as synced.
+async fn initial_sync(node: &Node, net: &NetHandle, peer: PeerId) {
+    let current = node.spec.epoch_at(node.clock.now_unix());
+    let from = if net.state.role == crate::p2p::Role::Archive { 0 } else { current.saturating_sub(node.history_epochs) };
+    tracing::info!(%peer, from, to = current, "catching up");
+    match sync_epochs(node, net, peer, from, current).await {
+        Ok(n) => tracing::info!(%peer, records = n, "caught up; synced"),
+        Err(e) => tracing::warn!(%peer, error = %e, "catch-up incomplete; continuing with anti-entropy"),
+    }
+    net.state.synced.store(true, Ordering::Release);
+}
+
+pub async fn run(node: Arc<Node>, net: NetHandle, mut events: mpsc::Receiver<NetEvent>, mut stop: watch::Receiver<bool>) {
+    let fetches = Arc::new(Semaphore::new(MAX_CONCURRENT_FETCHES));
+    if net.state.alone_by_config {
+        net.state.synced.store(true, Ordering::Release);
+    }
+    let first_peer_deadline = tokio::time::sleep(FIRST_PEER_TIMEOUT);
+    tokio::pin!(first_peer_deadline);
+    let mut syncing = false;
+    let mut tick = tokio::time::interval(ANTI_ENTROPY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                None => return,
+                Some(NetEvent::Inv { msg_id, source, ids }) => {
+                    let Ok(permit) = fetches.clone().try_acquire_owned() else {
+                        net.send(Command::Report { msg_id, source, acceptance: MessageAcceptance::Ignore });
+                        continue;
+                    };
+                    let (node, net) = (node.clone(), net.clone());
+                    tokio::spawn(async move {
+                        on_inv(node, net, msg_id, source, ids).await;
+                        drop(permit);
+                    });
+                }
+                Some(NetEvent::Epoch { source, inv }) => {
+                    let (node, net) = (node.clone(), net.clone());
+                    tokio::spawn(async move { on_epoch(&node, &net, source, inv).await });
+                }
+                Some(NetEvent::Vote(vote)) => {
+                    let node = node.clone();
+                    tokio::spawn(async move { crate::consensus::on_vote(&node, vote).await });
+                }
+                Some(NetEvent::Connected(peer)) => {
+                    if !syncing && !net.state.synced.load(Ordering::Acquire) {
+                        syncing = true;
+                        let (node, net) = (node.clone(), net.clone());
+                        tokio::spawn(async move { initial_sync(&node, &net, peer).await });
+                    }
+                }
+            },
+            _ = &mut first_peer_deadline, if !syncing && !net.state.synced.load(Ordering::Acquire) => {
+                tracing::warn!("no peer reachable after {}s; settling on our own until peers appear", FIRST_PEER_TIMEOUT.as_secs());
+                net.state.synced.store(true, Ordering::Release);
+            }
+            _ = tick.tick() => {
+                if let Some(peer) = random_peer(&net.state.connected_peers()) {
+                    let (node, net) = (node.clone(), net.clone());
+                    tokio::spawn(async move {
+                        let current = node.spec.epoch_at(node.clock.now_unix());
+                        for epoch in [current.saturating_sub(1), current] {
+                            match reconcile(&node, &net, peer, epoch).await {
+                                Ok(n) if n > 0 => tracing::info!(%peer, epoch, records = n, "anti-entropy pulled missing records"),
+                                Ok(_) => {}
+                                Err(e) => tracing::debug!(%peer, epoch, error = %e, "anti-entropy round failed"),
+                            }
+                        }
+                    });
+                }
+            }
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        }
+    }
+}
+
+/// A peer certified an epoch: if our registry for it differs, pull the difference; if we lack the
+/// certificate, fetch it.
+async fn on_epoch(node: &Arc<Node>, net: &NetHandle, source: PeerId, inv: InvEpoch) {
+    let Ok(digest) = node.db.get().and_then(|db| store::epoch_digest(&db, inv.epoch)) else { return };
+    if digest.root() != inv.registry_digest.0 {
+        tracing::debug!(epoch = inv.epoch, peer = %source, mine = digest.count, theirs = inv.records, "registry differs from a peer's; reconciling");
+        let _ = reconcile(node, net, source, inv.epoch).await;
+    }
+    if node.db.get().and_then(|db| store::is_applied(&db, inv.epoch)).unwrap_or(true) {
+        return;
+    }
+    if let Ok(Response::Epoch { settlement, certificate: Some(cert) }) = net.request(source, Request::GetEpoch { epoch: inv.epoch }).await {
+        match cert.verify(&node.spec, &node.validators) {
+            Ok(()) if cert.epoch == inv.epoch => crate::consensus::finalize(node, cert, settlement).await,
+            _ => net.penalize(source, 50, "served an invalid certificate"),
+        }
+    }
+}
+
+/// Collects ids this node accepted and announces them in batches.
+pub async fn announcer(net: NetHandle, mut ids: mpsc::Receiver<Hash32>) {
+    let mut batch = Vec::new();
+    while let Some(first) = ids.recv().await {
+        batch.push(first);
+        // Gather what arrives within a few milliseconds into the same announcement.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
+        while batch.len() < wire::MAX_IDS_PER_MESSAGE {
+            match tokio::time::timeout_at(deadline, ids.recv()).await {
+                Ok(Some(id)) => batch.push(id),
+                _ => break,
+            }
+        }
+        net.send(Command::PublishAttestations(std::mem::take(&mut batch)));
+    }
+}

@@ -1,0 +1,374 @@
+//! The running node: its shared state, start-up, and orderly shutdown.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use axum::http::{HeaderMap, StatusCode};
+use protocol::ChainSpec;
+use protocol::crypto::Keypair;
+use redb::Database;
+use subtle::ConstantTimeEq;
+use protocol::Hash32;
+use protocol::consensus::{self, ValidatorKey};
+use tokio::sync::{mpsc, watch};
+
+use crate::api::ApiError;
+use crate::config::NodeConfig;
+use crate::dbops::{self, Backups};
+use crate::limits::HttpLimits;
+use crate::metrics::{Metrics, MetricsBuilder};
+use crate::nonce::Challenges;
+use crate::network::{self, NetConfig, NetHandle};
+use crate::p2p::{self, SwarmSettings};
+use crate::store::{DbHandle, StoreError};
+use crate::writer::{Tallies, Writer};
+use crate::{epoch, keys, relay, store};
+
+/// Wall-clock time in unix seconds: the node's only clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Clock;
+
+impl Clock {
+    pub fn now_unix(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+}
+
+/// What every handler and task shares.
+pub struct Node {
+    pub spec: ChainSpec,
+    pub db: Arc<DbHandle>,
+    pub db_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub writer: Writer,
+    pub key: Keypair,
+    pub challenges: Challenges,
+    pub admin_key: Option<String>,
+    pub clock: Clock,
+    pub started: Instant,
+    pub first_epoch: u64,
+    /// The p2p network, unless disabled (`--no-p2p`).
+    pub net: Option<NetHandle>,
+    /// Ids of records accepted here, to be announced.
+    pub announcements: Option<mpsc::Sender<Hash32>>,
+    /// Epochs of history a relay serves and pulls when catching up.
+    pub history_epochs: u64,
+    /// The validators whose votes certify settlements.
+    pub validators: BTreeSet<ValidatorKey>,
+    pub is_validator: bool,
+    /// Current voting round per open epoch.
+    pub rounds: Mutex<BTreeMap<u64, u32>>,
+    /// Epochs whose certified hash differs from ours: epoch -> our hash.
+    pub mismatches: Mutex<BTreeMap<u64, Hash32>>,
+    pub counters: Counters,
+    pub metrics: Metrics,
+    pub tallies: Arc<Tallies>,
+    pub backups: Backups,
+    /// Peers needed for `/readyz` (0: alone by configuration).
+    pub min_peers: u32,
+}
+
+/// Event counters shown by the API.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub equivocations: AtomicU64,
+    pub settlement_mismatches: AtomicU64,
+}
+
+impl Node {
+    /// Announce a record accepted here (best-effort: a full queue is caught up by anti-entropy).
+    pub fn announce(&self, id: Hash32) {
+        if let Some(tx) = &self.announcements {
+            let _ = tx.try_send(id);
+        }
+    }
+
+    /// Connected mesh peers.
+    pub fn peer_count(&self) -> u64 {
+        self.net.as_ref().map_or(0, |n| n.state.peer_count() as u64)
+    }
+
+    /// Caught up with the mesh (or alone: nothing to catch up with).
+    pub fn synced(&self) -> bool {
+        self.sync_status() != "syncing"
+    }
+
+    /// `synced`, `syncing`, or `disabled` (no p2p).
+    pub fn sync_status(&self) -> &'static str {
+        match &self.net {
+            None => "disabled",
+            Some(n) if n.state.synced.load(std::sync::atomic::Ordering::Acquire) => "synced",
+            Some(_) => "syncing",
+        }
+    }
+
+    /// The database for a read, or 503 while it is being reopened after a storage failure.
+    pub fn db(&self) -> Result<Arc<Database>, ApiError> {
+        Ok(self.db.get()?)
+    }
+
+    /// Wallets enrolled in `epoch`: from the writer's tally, or counted on disk for old epochs.
+    pub fn enrolled_count(&self, epoch: u64) -> Result<u64, StoreError> {
+        match self.tallies.enrolled(epoch) {
+            Some(n) => Ok(n),
+            None => store::enrolled_count(&*self.db.get()?, epoch),
+        }
+    }
+
+    /// `/admin/*` needs `X-Admin-Key` equal to the configured key (compared in constant time);
+    /// with no key configured, admin is off.
+    pub fn check_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(expected) = &self.admin_key else {
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ADMIN_DISABLED", "no admin key is configured on this node"));
+        };
+        let given = headers.get("x-admin-key").map(|v| v.as_bytes()).unwrap_or_default();
+        if bool::from(given.ct_eq(expected.as_bytes())) {
+            Ok(())
+        } else {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing or wrong X-Admin-Key"))
+        }
+    }
+}
+
+/// Start the node and run it until SIGTERM or SIGINT.
+pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    let mut metrics = MetricsBuilder::new();
+    // libp2p's metrics go into the same registry (prefix `libp2p_`), before it is frozen.
+    let p2p_metrics = libp2p::metrics::Metrics::new(metrics.registry());
+    let (metrics, registry) = metrics.into_shared();
+
+    let spec = cfg.load_spec()?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    remove_stale_partials(&cfg.data_dir);
+    let key = keys::load_or_create_node_key(&cfg.data_dir)?;
+    let clock = Clock;
+    let db_path = cfg.db_path();
+    let current_epoch = spec.epoch_at(clock.now_unix());
+    let db = open_db(&cfg, &spec, current_epoch)?;
+    let first_epoch = store::first_epoch(&db)?;
+    let tallies = Arc::new(Tallies::load(&db, current_epoch)?);
+    tracing::info!(
+        network = %spec.network_id, data_dir = %cfg.data_dir.display(), node_key = %hex::encode(key.public()),
+        epoch = current_epoch, "database open"
+    );
+    let reopen_path = db_path.clone();
+    let db = Arc::new(DbHandle::new(db, move || store::open_file(&reopen_path)));
+
+    let (writer, writer_handle) = Writer::spawn(db.clone(), spec.clone(), tallies.clone(), metrics.clone(), 8192);
+    let backups = Backups::default();
+    if let Some(t) = cfg.backup_dir.as_deref().and_then(|d| dbops::newest_backup_unix(d, &spec.network_id)) {
+        backups.record_success(t);
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let validators = consensus::validator_set(&spec, &key.public()).context("chain spec validators")?;
+    let is_validator = validators.contains(&key.public());
+    tracing::info!(validators = validators.len(), quorum = consensus::quorum(validators.len()), is_validator, "validator set");
+
+    let mut net_task = None;
+    let (net, net_events, announcements) = if cfg.no_p2p {
+        tracing::info!("p2p disabled (--no-p2p): this node neither relays nor syncs");
+        (None, None, None)
+    } else {
+        let settings = SwarmSettings {
+            network_id: spec.network_id.clone(),
+            role: cfg.role,
+            preset: cfg.gossip_preset,
+            max_peers: cfg.max_peers,
+            heartbeat: Duration::from_millis(cfg.gossip_heartbeat_ms),
+        };
+        let swarm = p2p::build_swarm(&key, &settings)?;
+        let mut bootnodes = cfg.bootnode_addrs()?;
+        for b in &spec.bootnodes {
+            let addr = b.parse().with_context(|| format!("chain spec bootnode {b:?}"))?;
+            if !bootnodes.contains(&addr) {
+                bootnodes.push(addr);
+            }
+        }
+        let net_cfg = NetConfig { listen: cfg.p2p_addr.clone(), bootnodes, role: cfg.role, history_epochs: cfg.history_epochs };
+        let (handle, events, task) = network::start(swarm, net_cfg, spec.clone(), validators.clone(), db.clone(), p2p_metrics, stop_rx.clone())?;
+        net_task = Some(task);
+        let (ann_tx, ann_rx) = mpsc::channel(65_536);
+        tokio::spawn(relay::announcer(handle.clone(), ann_rx));
+        tracing::info!(peer_id = %handle.state.local_peer_id, role = cfg.role.as_str(), "p2p started");
+        (Some(handle), Some(events), Some(ann_tx))
+    };
+
+    let node = Arc::new(Node {
+        challenges: Challenges::new(keys::nonce_secret(&key), spec.nonce_ttl_seconds),
+        spec,
+        db: db.clone(),
+        db_path,
+        data_dir: cfg.data_dir.clone(),
+        writer,
+        key,
+        admin_key: cfg.admin_key()?,
+        clock,
+        started: Instant::now(),
+        first_epoch,
+        net: net.clone(),
+        announcements,
+        history_epochs: cfg.history_epochs,
+        validators,
+        is_validator,
+        rounds: Mutex::new(BTreeMap::new()),
+        mismatches: Mutex::new(BTreeMap::new()),
+        counters: Counters::default(),
+        metrics,
+        tallies,
+        backups,
+        min_peers: cfg.min_peers,
+    });
+    if node.admin_key.is_none() {
+        tracing::info!("no admin key configured: /admin/* answers 503");
+    }
+    let relay_task = match (net, net_events) {
+        (Some(net), Some(events)) => Some(tokio::spawn(relay::run(node.clone(), net, events, stop_rx.clone()))),
+        _ => None,
+    };
+
+    let stopped = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let epochs = tokio::spawn(epoch::run(node.clone(), stop_rx.clone()));
+    let rounds = tokio::spawn(crate::consensus::run(node.clone(), stop_rx.clone()));
+    let healer = tokio::spawn(heal_when_closed(node.clone(), stop_rx.clone()));
+    let backups = cfg.backup_dir.clone().map(|dir| {
+        tracing::info!(dir = %dir.display(), every = %cfg.backup_every, keep = cfg.backup_keep, "scheduled backups on");
+        tokio::spawn(dbops::run_schedule(node.clone(), dir, cfg.backup_every, cfg.backup_keep, stop_rx.clone()))
+    });
+
+    let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
+        .await
+        .with_context(|| format!("binding the metrics listener to {}", cfg.metrics_addr))?;
+    tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening on /metrics");
+    let metrics_server = tokio::spawn(crate::metrics::serve(metrics_listener, registry, node.clone(), stopped(&stop_rx)));
+
+    let listener = tokio::net::TcpListener::bind(cfg.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", cfg.http_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
+    let limits = HttpLimits::from_config(&cfg);
+    let http = tokio::spawn(crate::api::serve(listener, node.clone(), limits, stopped(&stop_rx)));
+
+    let mut writer_handle = writer_handle;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        res = &mut writer_handle => {
+            // Without its writer the node can acknowledge nothing: stop, so the supervisor restarts it.
+            tracing::error!(result = ?res, "the database writer stopped unexpectedly; exiting");
+            let _ = stop_tx.send(true);
+            anyhow::bail!("the database writer stopped unexpectedly");
+        }
+    }
+    tracing::info!("shutting down: no new requests; finishing writes");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), http).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), metrics_server).await;
+    let _ = epochs.await;
+    let _ = rounds.await;
+    if let Some(t) = relay_task {
+        let _ = t.await;
+    }
+    if let Some(t) = net_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    let _ = healer.await;
+    if let Some(b) = backups {
+        // A backup in progress finishes in its blocking task; the schedule itself stops here.
+        let _ = tokio::time::timeout(Duration::from_secs(5), b).await;
+    }
+    drop(node); // the last writer handle: the writer drains its queue and stops
+    let _ = tokio::time::timeout(Duration::from_secs(10), writer_handle).await;
+    match tokio::task::spawn_blocking(move || db.close(Duration::from_secs(10))).await {
+        Ok(Ok(())) => tracing::info!("database closed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "database not closed cleanly (it recovers on the next start)"),
+        Err(e) => tracing::warn!(error = %e, "closing the database failed"),
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Ask the writer to reopen the database when a storage failure left it closed and no write
+/// came along to do it.
+async fn heal_when_closed(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if node.db.is_closed() {
+            node.writer.heal().await;
+        }
+    }
+}
+
+/// Temporary files of snapshots that a crash interrupted.
+fn remove_stale_partials(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && (name.ends_with(".partial") || name.ends_with(".tmp")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn open_db(cfg: &NodeConfig, spec: &ChainSpec, epoch: u64) -> anyhow::Result<Database> {
+    let path = cfg.db_path();
+    let opened = {
+        let (p, s) = (path.clone(), spec.clone());
+        std::panic::catch_unwind(move || store::open(&p, &s, epoch))
+    };
+    let err = match opened {
+        Ok(Ok(db)) => return Ok(db),
+        Ok(Err(e @ (StoreError::Schema { .. } | StoreError::Network { .. }))) => return Err(anyhow::anyhow!("{e}")),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "the storage engine failed while reading the file".to_owned(),
+    };
+    let backups = match &cfg.backup_dir {
+        Some(d) => match dbops::list_backups(d, &spec.network_id).last() {
+            Some(newest) => format!("the newest scheduled backup is {}", newest.display()),
+            None => format!("no scheduled backup found in {}", d.display()),
+        },
+        None => "no --backup-dir is configured".to_owned(),
+    };
+    anyhow::bail!(
+        "cannot open the database at {path}: {err}\n\
+         The node refuses to start on a damaged database. To recover:\n\
+         1. check it:   rustchain db check --data-dir {dir}\n\
+         2. restore a backup ({backups}):\n\
+            rustchain db restore --data-dir {dir} --from <backup file>\n\
+            (the damaged file is kept beside it as rustchain.redb.pre-restore-<time>)\n\
+         or move {path} aside and start with an empty database (the node then holds only what it accepts from now on).",
+        path = path.display(),
+        dir = cfg.data_dir.display(),
+    )
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,1075 @@
+//! The node's redb database: table layout, schema check, and the read and write operations on it.
+//! Writes happen only in the writer task (`writer.rs`); everything here that takes a
+//! `WriteTransaction` is called from there.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use protocol::attestation::AttestationRecord;
+use protocol::consensus::{EpochCertificate, Equivocation, Vote};
+use protocol::enrollment::{self, Binding, Claim};
+use protocol::settlement::{self, Settlement};
+use protocol::{ChainSpec, Hash32};
+use redb::{
+    Builder, Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+    WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+
+/// Bump when the layout changes; a database with another version is refused.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// `schema_version`, `network_id`, `first_epoch`, `ledger_seq`.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// record id -> `AttestationRecord` (CBOR).
+const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+/// (epoch, record id) -> `StoredClaim` (CBOR): what the record claims, evaluated at acceptance.
+const EPOCH_CLAIMS: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("epoch_claims");
+/// (epoch, wallet) -> `EnrollmentRow` (CBOR): the claim that currently enrolls the wallet.
+const ENROLLMENTS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("enrollments");
+/// serial hash -> `Binding` (CBOR): who holds each hardware serial.
+const SERIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("serial_bindings");
+/// nonce -> expiry (unix s): nonces already used by an accepted attestation.
+const USED_NONCES: TableDefinition<&str, u64> = TableDefinition::new("used_nonces");
+/// wallet -> `MinerSummary` (CBOR).
+const MINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("miners");
+/// epoch -> `Settlement` (CBOR): provisional until the epoch has a certificate, then the certified one.
+const SETTLEMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("settlements");
+/// (epoch, round, validator) -> `Vote` (CBOR): the first vote seen from each validator per round.
+const VOTES: TableDefinition<(u64, u32, &[u8]), &[u8]> = TableDefinition::new("votes");
+/// epoch -> `EpochCertificate` (CBOR).
+const CERTIFICATES: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
+/// epoch -> () once the certified settlement has been credited to balances.
+const APPLIED: TableDefinition<u64, ()> = TableDefinition::new("applied");
+/// (epoch, validator) -> `Equivocation` (CBOR): two different signed hashes in one round.
+const EVIDENCE: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("evidence");
+/// wallet -> confirmed balance (uRTC).
+const BALANCES: TableDefinition<&str, u64> = TableDefinition::new("balances");
+/// (epoch, seq) -> `LedgerEntry` (CBOR): every balance change, in the order applied.
+const LEDGER: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("ledger");
+
+/// Every table of the schema. A backup copies exactly these; `check` wants all of them.
+pub const TABLE_NAMES: [&str; 14] = [
+    "meta", "records", "epoch_claims", "enrollments", "serial_bindings", "used_nonces", "miners", "settlements",
+    "balances", "ledger", "votes", "certificates", "applied", "evidence",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error(
+        "database schema version {found} is not the {expected} this node understands; \
+         it was written by another version of rustchain (restore a backup or use a matching binary)"
+    )]
+    Schema { found: u64, expected: u64 },
+    #[error("database belongs to network {found:?}, but the chain spec is {expected:?}; use another --data-dir")]
+    Network { found: String, expected: String },
+    #[error("corrupt {0} in the database")]
+    Corrupt(&'static str),
+    #[error("the database is closed while it is being reopened after a storage failure")]
+    Closed,
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(impl From<$t> for StoreError { fn from(e: $t) -> Self { StoreError::Db(e.into()) } })*};
+}
+from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(v, &mut out).expect("writing CBOR to a Vec cannot fail");
+    out
+}
+
+fn uncbor<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &'static str) -> Result<T, StoreError> {
+    ciborium::from_reader(bytes).map_err(|_| StoreError::Corrupt(what))
+}
+
+/// What an accepted record claims, as evaluated when it was accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredClaim {
+    pub wallet: String,
+    pub miner_id: String,
+    pub slot: u64,
+    pub weight: u64,
+    pub hw_weight: u64,
+    pub fingerprint_passed: bool,
+    pub serial_hash: Option<String>,
+    pub family: String,
+    pub arch: String,
+}
+
+impl StoredClaim {
+    /// What a verified submission claims at `slot`, as evaluated there.
+    pub fn new(sub: &protocol::attestation::Submission, eval: &protocol::attestation::Evaluation, slot: u64) -> StoredClaim {
+        StoredClaim {
+            wallet: sub.miner.clone(),
+            miner_id: sub.miner_id.clone(),
+            slot,
+            weight: eval.weight,
+            hw_weight: eval.hw_weight,
+            fingerprint_passed: eval.verdict.passed,
+            serial_hash: eval.serial_hash.clone(),
+            family: eval.device.family.clone(),
+            arch: eval.device.arch.clone(),
+        }
+    }
+
+    pub fn to_claim(&self, id: Hash32) -> Claim {
+        Claim { wallet: self.wallet.clone(), slot: self.slot, id, weight: self.weight, serial_hash: self.serial_hash.clone() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentRow {
+    pub slot: u64,
+    #[serde(with = "serde_bytes")]
+    pub id: Hash32,
+    pub weight: u64,
+    pub miner_id: String,
+    pub hw_weight: u64,
+    pub fingerprint_passed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredBinding {
+    wallet: String,
+    slot: u64,
+    #[serde(with = "serde_bytes")]
+    id: Hash32,
+}
+
+/// The latest state of one wallet's miner, for `/api/miners`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinerSummary {
+    pub miner: String,
+    pub miner_id: String,
+    pub family: String,
+    pub arch: String,
+    pub last_slot: u64,
+    pub last_epoch: u64,
+    pub fingerprint_passed: bool,
+    pub weight: u64,
+    pub attestations: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub epoch: u64,
+    pub wallet: String,
+    pub amount_urtc: u64,
+    /// `reward` (the only kind until transfers exist).
+    pub kind: String,
+}
+
+/// Where a record came from: the HTTP path refuses what a relayed record only records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Accepted here from a miner: nonce replays, serial conflicts and settled epochs are refused.
+    Miner,
+    /// Fetched from a peer and verified: stored once by id; a serial claimed by another wallet is
+    /// kept as evidence (it does not enroll); a record for a settled epoch is kept for history.
+    Peer,
+}
+
+/// An accepted attestation on its way to disk.
+#[derive(Clone, Debug)]
+pub struct NewAttestation {
+    pub origin: Origin,
+    pub record: AttestationRecord,
+    pub id: Hash32,
+    pub epoch: u64,
+    pub claim: StoredClaim,
+    pub nonce_expires: u64,
+}
+
+/// Why a write was refused; the HTTP layer maps these to status codes.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refusal {
+    #[error("nonce already used")]
+    NonceReplay,
+    #[error("hardware serial is already bound to wallet {0}")]
+    DuplicateHardware(String),
+    #[error("epoch {0} is already settled")]
+    EpochSettled(u64),
+}
+
+/// Open (or create) the node's database file. Every page checksum is verified on open, so a file
+/// damaged on disk is refused here rather than trusted (a plain open may panic on one).
+pub fn open_file(path: &Path) -> Result<Database, StoreError> {
+    Ok(Builder::new().set_check_integrity_on_open(true).create(path)?)
+}
+
+pub fn open(path: &Path, spec: &ChainSpec, current_epoch: u64) -> Result<Database, StoreError> {
+    init(open_file(path)?, spec, current_epoch)
+}
+
+/// Create the schema in a new database, or check an existing one's schema version and network.
+pub fn init(db: Database, spec: &ChainSpec, current_epoch: u64) -> Result<Database, StoreError> {
+    let w = db.begin_write()?;
+    let existing = {
+        let meta = w.open_table(META)?;
+        meta.get("schema_version")?.map(|v| v.value().to_vec())
+    };
+    match existing {
+        None => {
+            // First start: every table and the metadata in one transaction.
+            {
+                let mut meta = w.open_table(META)?;
+                meta.insert("schema_version", SCHEMA_VERSION.to_be_bytes().as_slice())?;
+                meta.insert("network_id", spec.network_id.as_bytes())?;
+                meta.insert("first_epoch", current_epoch.to_be_bytes().as_slice())?;
+                meta.insert("ledger_seq", 0u64.to_be_bytes().as_slice())?;
+            }
+            w.open_table(RECORDS)?;
+            w.open_table(EPOCH_CLAIMS)?;
+            w.open_table(ENROLLMENTS)?;
+            w.open_table(SERIALS)?;
+            w.open_table(USED_NONCES)?;
+            w.open_table(MINERS)?;
+            w.open_table(SETTLEMENTS)?;
+            w.open_table(BALANCES)?;
+            w.open_table(LEDGER)?;
+            w.open_table(VOTES)?;
+            w.open_table(CERTIFICATES)?;
+            w.open_table(APPLIED)?;
+            w.open_table(EVIDENCE)?;
+            w.commit()?;
+        }
+        Some(v) => {
+            w.abort()?;
+            let found = be_u64(&v).ok_or(StoreError::Corrupt("schema version"))?;
+            if found != SCHEMA_VERSION {
+                return Err(StoreError::Schema { found, expected: SCHEMA_VERSION });
+            }
+            let network = meta_bytes(&db.begin_read()?, "network_id")?.unwrap_or_default();
+            let network = String::from_utf8_lossy(&network).into_owned();
+            if network != spec.network_id {
+                return Err(StoreError::Network { found: network, expected: spec.network_id.clone() });
+            }
+        }
+    }
+    Ok(db)
+}
+
+fn be_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.try_into().ok()?))
+}
+
+fn meta_bytes(r: &ReadTransaction, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let t = r.open_table(META)?;
+    Ok(t.get(key)?.map(|v| v.value().to_vec()))
+}
+
+/// The network a database belongs to, if its metadata says.
+pub fn network_id(db: &Database) -> Result<Option<String>, StoreError> {
+    Ok(meta_bytes(&db.begin_read()?, "network_id")?.map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+pub fn first_epoch(db: &Database) -> Result<u64, StoreError> {
+    let v = meta_bytes(&db.begin_read()?, "first_epoch")?.ok_or(StoreError::Corrupt("first_epoch"))?;
+    be_u64(&v).ok_or(StoreError::Corrupt("first_epoch"))
+}
+
+/// The open database, shared by the readers and the writer. After a storage failure (a full disk)
+/// redb refuses further use of the handle until the database is reopened; the writer does that
+/// through [`reopen`](Self::reopen), and readers get [`StoreError::Closed`] meanwhile.
+pub struct DbHandle {
+    current: RwLock<Option<Arc<Database>>>,
+    opener: Box<dyn Fn() -> Result<Database, StoreError> + Send + Sync>,
+}
+
+impl DbHandle {
+    pub fn new(db: Database, opener: impl Fn() -> Result<Database, StoreError> + Send + Sync + 'static) -> DbHandle {
+        DbHandle { current: RwLock::new(Some(Arc::new(db))), opener: Box::new(opener) }
+    }
+
+    /// The database, unless it is being reopened.
+    pub fn get(&self) -> Result<Arc<Database>, StoreError> {
+        self.current.read().expect("db lock").clone().ok_or(StoreError::Closed)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.current.read().expect("db lock").is_none()
+    }
+
+    /// Close the database (waiting up to `wait` for readers to finish with it) and open it again.
+    /// On failure the handle stays closed and a later call tries again.
+    pub fn reopen(&self, wait: Duration) -> Result<(), StoreError> {
+        let mut slot = self.current.write().expect("db lock");
+        if let Some(mut db) = slot.take() {
+            let deadline = Instant::now() + wait;
+            loop {
+                match Arc::try_unwrap(db) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) if Instant::now() < deadline => {
+                        db = still_shared;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(still_shared) => {
+                        *slot = Some(still_shared);
+                        return Err(StoreError::Closed);
+                    }
+                }
+            }
+        }
+        *slot = Some(Arc::new((self.opener)()?));
+        Ok(())
+    }
+}
+
+impl DbHandle {
+    /// Close the database for good (at shutdown), waiting up to `wait` for readers.
+    pub fn close(&self, wait: Duration) -> Result<(), StoreError> {
+        let mut slot = self.current.write().expect("db lock");
+        let Some(mut db) = slot.take() else { return Ok(()) };
+        let deadline = Instant::now() + wait;
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => return Ok(db.close()?),
+                Err(shared) if Instant::now() < deadline => {
+                    db = shared;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(shared) => {
+                    *slot = Some(shared);
+                    return Err(StoreError::Closed);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes (writer task only)
+
+/// What an accepted insert changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// The record was not stored before (a relayed record may already be here).
+    pub new: bool,
+    /// The wallet was not enrolled in the record's epoch before (for the in-memory tallies).
+    pub new_enrollment: bool,
+}
+
+/// Store one accepted attestation unless its nonce was used or its serial belongs to another
+/// wallet. Checks first, then writes, so a refusal leaves nothing behind.
+pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Result<Inserted, Refusal>, StoreError> {
+    let mut records = w.open_table(RECORDS)?;
+    if records.get(a.id.as_slice())?.is_some() {
+        return Ok(match a.origin {
+            Origin::Miner => Err(Refusal::NonceReplay),
+            Origin::Peer => Ok(Inserted::default()),
+        });
+    }
+    if a.origin == Origin::Peer && w.open_table(APPLIED)?.get(a.epoch)?.is_some() {
+        // The epoch is final: a late record changes nothing and is not kept.
+        return Ok(Ok(Inserted::default()));
+    }
+    let mut nonces = w.open_table(USED_NONCES)?;
+    if a.origin == Origin::Miner {
+        if nonces.get(a.record.receipt.nonce.as_str())?.is_some() {
+            return Ok(Err(Refusal::NonceReplay));
+        }
+        if w.open_table(SETTLEMENTS)?.get(a.epoch)?.is_some() {
+            return Ok(Err(Refusal::EpochSettled(a.epoch)));
+        }
+    }
+    let claim = a.claim.to_claim(a.id);
+    let mut serials = w.open_table(SERIALS)?;
+    if let Some(serial) = &claim.serial_hash {
+        let mut bindings = BTreeMap::new();
+        if let Some(b) = serials.get(serial.as_str())? {
+            let b: StoredBinding = uncbor(b.value(), "serial binding")?;
+            bindings.insert(serial.clone(), Binding { wallet: b.wallet, slot: b.slot, id: b.id });
+        }
+        if a.origin == Origin::Miner {
+            if let Some(owner) = enrollment::bound_elsewhere(&bindings, serial, &claim.wallet) {
+                return Ok(Err(Refusal::DuplicateHardware(owner.to_owned())));
+            }
+        }
+        enrollment::bind_serial(&mut bindings, &claim);
+        let b = &bindings[serial];
+        serials.insert(serial.as_str(), cbor(&StoredBinding { wallet: b.wallet.clone(), slot: b.slot, id: b.id }).as_slice())?;
+    }
+
+    if a.origin == Origin::Miner {
+        nonces.insert(a.record.receipt.nonce.as_str(), a.nonce_expires)?;
+    }
+    records.insert(a.id.as_slice(), a.record.to_cbor().as_slice())?;
+    w.open_table(EPOCH_CLAIMS)?.insert((a.epoch, a.id.as_slice()), cbor(&a.claim).as_slice())?;
+
+    let mut enrollments = w.open_table(ENROLLMENTS)?;
+    let key = (a.epoch, claim.wallet.as_str());
+    let current = match enrollments.get(key)? {
+        Some(v) => Some(uncbor::<EnrollmentRow>(v.value(), "enrollment")?),
+        None => None,
+    };
+    let new_enrollment = current.is_none();
+    if current.as_ref().is_none_or(|c| (claim.slot, claim.id) < (c.slot, c.id)) {
+        let row = EnrollmentRow {
+            slot: claim.slot,
+            id: claim.id,
+            weight: claim.weight,
+            miner_id: a.claim.miner_id.clone(),
+            hw_weight: a.claim.hw_weight,
+            fingerprint_passed: a.claim.fingerprint_passed,
+        };
+        enrollments.insert(key, cbor(&row).as_slice())?;
+    }
+
+    let mut miners = w.open_table(MINERS)?;
+    let previous = match miners.get(claim.wallet.as_str())? {
+        Some(v) => Some(uncbor::<MinerSummary>(v.value(), "miner")?),
+        None => None,
+    };
+    let count = previous.as_ref().map_or(0, |p| p.attestations);
+    let newest = previous.as_ref().filter(|p| p.last_slot > a.claim.slot);
+    let summary = MinerSummary {
+        miner: a.claim.wallet.clone(),
+        miner_id: a.claim.miner_id.clone(),
+        family: a.claim.family.clone(),
+        arch: a.claim.arch.clone(),
+        last_slot: a.claim.slot,
+        last_epoch: a.epoch,
+        fingerprint_passed: a.claim.fingerprint_passed,
+        weight: a.claim.weight,
+        attestations: count + 1,
+    };
+    // Relayed records can arrive out of order: the summary describes the latest one.
+    let summary = match newest {
+        Some(p) => MinerSummary { attestations: count + 1, ..p.clone() },
+        None => summary,
+    };
+    miners.insert(claim.wallet.as_str(), cbor(&summary).as_slice())?;
+    Ok(Ok(Inserted { new: true, new_enrollment }))
+}
+
+/// Compute `epoch`'s settlement from its claims (the protocol's enrollment rule) and store it as
+/// the provisional settlement, unless the epoch is final (its certified settlement applied). Returns the settlement and
+/// whether it is new or changed. Nothing is credited here: balances move only with a certificate.
+pub fn settle_epoch(w: &WriteTransaction, spec: &ChainSpec, epoch: u64) -> Result<(Settlement, bool), StoreError> {
+    let mut settlements = w.open_table(SETTLEMENTS)?;
+    let previous = match settlements.get(epoch)? {
+        Some(v) => Some(uncbor::<Settlement>(v.value(), "settlement")?),
+        None => None,
+    };
+    if let Some(p) = &previous {
+        if w.open_table(APPLIED)?.get(epoch)?.is_some() {
+            return Ok((p.clone(), false));
+        }
+    }
+    // The chain: the certified settlement of the epoch before, if this node knows it.
+    let prev_hash = match epoch.checked_sub(1) {
+        Some(e) => match w.open_table(CERTIFICATES)?.get(e)? {
+            Some(c) => uncbor::<EpochCertificate>(c.value(), "certificate")?.settlement_hash,
+            None => [0; 32],
+        },
+        None => [0; 32],
+    };
+    let mut claims = Vec::new();
+    for row in w.open_table(EPOCH_CLAIMS)?.range((epoch, &[][..])..(epoch + 1, &[][..]))? {
+        let (k, v) = row?;
+        let id: Hash32 = k.value().1.try_into().map_err(|_| StoreError::Corrupt("claim id"))?;
+        claims.push(uncbor::<StoredClaim>(v.value(), "claim")?.to_claim(id));
+    }
+    let serials = w.open_table(SERIALS)?;
+    let mut bindings = BTreeMap::new();
+    for c in &claims {
+        if let Some(serial) = &c.serial_hash {
+            if let Some(b) = serials.get(serial.as_str())? {
+                let b: StoredBinding = uncbor(b.value(), "serial binding")?;
+                bindings.insert(serial.clone(), Binding { wallet: b.wallet, slot: b.slot, id: b.id });
+            }
+        }
+    }
+    let enrolled = enrollment::enroll(&claims, &bindings);
+    let s = settlement::settle(spec, epoch, prev_hash, &enrollment::weights(&enrolled))
+        .map_err(|_| StoreError::Corrupt("weights"))?;
+    let changed = previous.as_ref() != Some(&s);
+    if changed {
+        settlements.insert(epoch, s.canonical_bytes().as_slice())?;
+    }
+    Ok((s, changed))
+}
+
+/// What storing a vote found.
+#[derive(Debug, Default)]
+pub struct VoteOutcome {
+    pub new: bool,
+    pub equivocation: Option<Equivocation>,
+}
+
+/// Keep the first vote of each validator per (epoch, round); a second, different one is evidence.
+pub fn store_vote(w: &WriteTransaction, vote: &Vote) -> Result<VoteOutcome, StoreError> {
+    let mut votes = w.open_table(VOTES)?;
+    let key = (vote.epoch, vote.round, vote.validator.as_slice());
+    let existing = match votes.get(key)? {
+        Some(v) => Some(uncbor::<Vote>(v.value(), "vote")?),
+        None => None,
+    };
+    match existing {
+        None => {
+            votes.insert(key, vote.to_cbor().as_slice())?;
+            Ok(VoteOutcome { new: true, equivocation: None })
+        }
+        Some(first) if first.settlement_hash == vote.settlement_hash => Ok(VoteOutcome::default()),
+        Some(first) => {
+            let mut evidence = w.open_table(EVIDENCE)?;
+            let ekey = (vote.epoch, vote.validator.as_slice());
+            let known = evidence.get(ekey)?.is_some();
+            let e = Equivocation { first, second: vote.clone() };
+            if !known {
+                evidence.insert(ekey, cbor(&e).as_slice())?;
+            }
+            Ok(VoteOutcome { new: !known, equivocation: Some(e) })
+        }
+    }
+}
+
+/// What applying a certificate did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Credited now: this much was added to balances.
+    Now { distributed_urtc: u64 },
+    /// Already credited earlier.
+    Before,
+    /// The certificate is stored, but this node's settlement has another hash (or none): nothing
+    /// was credited. `ours` is the local hash, if any.
+    Mismatch { ours: Option<Hash32> },
+}
+
+/// Store `cert` (already verified) and, if the settlement with its hash is at hand (`offered`, e.g.
+/// fetched from a peer, or the local provisional one), make it the epoch's settlement and credit
+/// it: balances and ledger, in this transaction. Idempotent.
+pub fn apply_certificate(w: &WriteTransaction, cert: &EpochCertificate, offered: Option<&Settlement>) -> Result<Applied, StoreError> {
+    let epoch = cert.epoch;
+    {
+        let mut certs = w.open_table(CERTIFICATES)?;
+        if certs.get(epoch)?.is_none() {
+            certs.insert(epoch, cbor(cert).as_slice())?;
+        }
+    }
+    if w.open_table(APPLIED)?.get(epoch)?.is_some() {
+        return Ok(Applied::Before);
+    }
+    let mut settlements = w.open_table(SETTLEMENTS)?;
+    let local = match settlements.get(epoch)? {
+        Some(v) => Some(uncbor::<Settlement>(v.value(), "settlement")?),
+        None => None,
+    };
+    let chosen = match (offered, &local) {
+        (Some(o), _) if o.hash() == cert.settlement_hash && o.epoch == epoch => o.clone(),
+        (_, Some(l)) if l.hash() == cert.settlement_hash => l.clone(),
+        _ => return Ok(Applied::Mismatch { ours: local.map(|l| l.hash()) }),
+    };
+    settlements.insert(epoch, chosen.canonical_bytes().as_slice())?;
+    let mut balances = w.open_table(BALANCES)?;
+    let mut ledger = w.open_table(LEDGER)?;
+    let mut meta = w.open_table(META)?;
+    let mut seq = meta.get("ledger_seq")?.and_then(|v| be_u64(v.value())).ok_or(StoreError::Corrupt("ledger_seq"))?;
+    for e in chosen.entries.iter().filter(|e| e.share_urtc > 0) {
+        let before = balances.get(e.miner.as_str())?.map_or(0, |v| v.value());
+        balances.insert(e.miner.as_str(), before + e.share_urtc)?;
+        let entry = LedgerEntry { epoch, wallet: e.miner.clone(), amount_urtc: e.share_urtc, kind: "reward".into() };
+        ledger.insert((epoch, seq), cbor(&entry).as_slice())?;
+        seq += 1;
+    }
+    meta.insert("ledger_seq", seq.to_be_bytes().as_slice())?;
+    w.open_table(APPLIED)?.insert(epoch, ())?;
+    Ok(Applied::Now { distributed_urtc: chosen.distributed_urtc })
+}
+
+/// Forget used nonces that have expired: an expired nonce is refused before it is looked up.
+pub fn prune_nonces(w: &WriteTransaction, now_unix: u64) -> Result<usize, StoreError> {
+    let mut t = w.open_table(USED_NONCES)?;
+    let removed = t.extract_if(|_, expires| expires < now_unix)?.count();
+    Ok(removed)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+pub fn balance(db: &Database, wallet: &str) -> Result<u64, StoreError> {
+    let r = db.begin_read()?;
+    Ok(r.open_table(BALANCES)?.get(wallet)?.map_or(0, |v| v.value()))
+}
+
+pub fn settlement(db: &Database, epoch: u64) -> Result<Option<Settlement>, StoreError> {
+    let r = db.begin_read()?;
+    match r.open_table(SETTLEMENTS)?.get(epoch)? {
+        Some(v) => Ok(Some(uncbor(v.value(), "settlement")?)),
+        None => Ok(None),
+    }
+}
+
+pub fn votes_for(db: &Database, epoch: u64) -> Result<Vec<Vote>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(VOTES)?;
+    let mut out = Vec::new();
+    for row in t.range((epoch, 0u32, &[][..])..(epoch + 1, 0u32, &[][..]))? {
+        out.push(uncbor(row?.1.value(), "vote")?);
+    }
+    Ok(out)
+}
+
+pub fn certificate(db: &Database, epoch: u64) -> Result<Option<EpochCertificate>, StoreError> {
+    let r = db.begin_read()?;
+    match r.open_table(CERTIFICATES)?.get(epoch)? {
+        Some(v) => Ok(Some(uncbor(v.value(), "certificate")?)),
+        None => Ok(None),
+    }
+}
+
+pub fn is_applied(db: &Database, epoch: u64) -> Result<bool, StoreError> {
+    let r = db.begin_read()?;
+    Ok(r.open_table(APPLIED)?.get(epoch)?.is_some())
+}
+
+pub fn evidence_for(db: &Database, epoch: u64) -> Result<Vec<Equivocation>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(EVIDENCE)?;
+    let mut out = Vec::new();
+    for row in t.range((epoch, &[][..])..(epoch + 1, &[][..]))? {
+        out.push(uncbor(row?.1.value(), "evidence")?);
+    }
+    Ok(out)
+}
+
+/// The highest certified epoch, if any.
+pub fn last_certified(db: &Database) -> Result<Option<u64>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(CERTIFICATES)?;
+    Ok(t.last()?.map(|(k, _)| k.value()))
+}
+
+/// Settled epochs (from `from`) that have no certificate yet.
+pub fn uncertified_settled(db: &Database, from: u64) -> Result<Vec<u64>, StoreError> {
+    let r = db.begin_read()?;
+    let certs = r.open_table(CERTIFICATES)?;
+    let mut out = Vec::new();
+    for row in r.open_table(SETTLEMENTS)?.range(from..)? {
+        let e = row?.0.value();
+        if certs.get(e)?.is_none() {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// The highest settled epoch, if any.
+pub fn last_settled(db: &Database) -> Result<Option<u64>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(SETTLEMENTS)?;
+    Ok(t.last()?.map(|(k, _)| k.value()))
+}
+
+pub fn ledger_for_epoch(db: &Database, epoch: u64) -> Result<Vec<LedgerEntry>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(LEDGER)?;
+    let mut out = Vec::new();
+    for row in t.range((epoch, 0)..(epoch + 1, 0))? {
+        out.push(uncbor(row?.1.value(), "ledger entry")?);
+    }
+    Ok(out)
+}
+
+pub fn enrollment(db: &Database, epoch: u64, wallet: &str) -> Result<Option<EnrollmentRow>, StoreError> {
+    let r = db.begin_read()?;
+    match r.open_table(ENROLLMENTS)?.get((epoch, wallet))? {
+        Some(v) => Ok(Some(uncbor(v.value(), "enrollment")?)),
+        None => Ok(None),
+    }
+}
+
+/// Number of wallets enrolled in `epoch`.
+pub fn enrolled_count(db: &Database, epoch: u64) -> Result<u64, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(ENROLLMENTS)?;
+    let mut n = 0;
+    for row in t.range((epoch, "")..(epoch + 1, ""))? {
+        row?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Enrolled wallets per epoch, for every epoch from `from` on.
+pub fn enrolled_counts_from(db: &Database, from: u64) -> Result<BTreeMap<u64, u64>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(ENROLLMENTS)?;
+    let mut out = BTreeMap::new();
+    for row in t.range((from, "")..)? {
+        *out.entry(row?.0.value().0).or_insert(0) += 1;
+    }
+    Ok(out)
+}
+
+pub fn miners(db: &Database, offset: usize, limit: usize) -> Result<(u64, Vec<MinerSummary>), StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(MINERS)?;
+    let total = t.len()?;
+    let mut out = Vec::new();
+    for row in t.iter()?.skip(offset).take(limit) {
+        out.push(uncbor(row?.1.value(), "miner")?);
+    }
+    Ok((total, out))
+}
+
+pub fn has_record(db: &Database, id: &Hash32) -> Result<bool, StoreError> {
+    let r = db.begin_read()?;
+    Ok(r.open_table(RECORDS)?.get(id.as_slice())?.is_some())
+}
+
+/// The records among `ids` that this node has, up to `max_records` and about `max_bytes` of CBOR.
+pub fn records_by_ids(db: &Database, ids: &[Hash32], max_records: usize, max_bytes: usize) -> Result<Vec<AttestationRecord>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(RECORDS)?;
+    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    for id in ids {
+        if out.len() >= max_records {
+            break;
+        }
+        if let Some(v) = t.get(id.as_slice())? {
+            bytes += v.value().len();
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(AttestationRecord::from_cbor(v.value()).map_err(|_| StoreError::Corrupt("record"))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Record ids of epochs `from..=to` in (epoch, id) order, strictly after `after`; and the cursor
+/// of the next page when there is more.
+pub fn epoch_ids_page(
+    db: &Database,
+    from: u64,
+    to: u64,
+    after: Option<(u64, Hash32)>,
+    limit: usize,
+) -> Result<(Vec<(u64, Hash32)>, Option<(u64, Hash32)>), StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(EPOCH_CLAIMS)?;
+    let start = after.map_or((from, [0u8; 32]), |a| a);
+    let mut out = Vec::new();
+    let end = to.saturating_add(1);
+    for row in t.range((start.0, start.1.as_slice())..(end, &[][..]))? {
+        let (k, _) = row?;
+        let (epoch, id) = k.value();
+        let id: Hash32 = id.try_into().map_err(|_| StoreError::Corrupt("claim id"))?;
+        if after == Some((epoch, id)) || epoch < from {
+            continue;
+        }
+        if out.len() == limit {
+            let last = *out.last().expect("limit >= 1");
+            return Ok((out, Some(last)));
+        }
+        out.push((epoch, id));
+    }
+    Ok((out, None))
+}
+
+/// The record ids this node holds for an epoch, ascending.
+pub fn epoch_ids(db: &Database, epoch: u64) -> Result<Vec<Hash32>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(EPOCH_CLAIMS)?;
+    let mut ids = Vec::new();
+    for row in t.range((epoch, &[][..])..(epoch + 1, &[][..]))? {
+        let (k, _) = row?;
+        ids.push(<Hash32>::try_from(k.value().1).map_err(|_| StoreError::Corrupt("claim id"))?);
+    }
+    Ok(ids)
+}
+
+/// The registry's bucket digest of an epoch (`crdt::BucketDigest`).
+pub fn epoch_digest(db: &Database, epoch: u64) -> Result<crdt::BucketDigest, StoreError> {
+    Ok(crdt::BucketDigest::from_sorted_ids(&epoch_ids(db, epoch)?))
+}
+
+pub fn record(db: &Database, id: &Hash32) -> Result<Option<AttestationRecord>, StoreError> {
+    let r = db.begin_read()?;
+    match r.open_table(RECORDS)?.get(id.as_slice())? {
+        Some(v) => Ok(Some(AttestationRecord::from_cbor(v.value()).map_err(|_| StoreError::Corrupt("record"))?)),
+        None => Ok(None),
+    }
+}
+
+/// Counts for `/api/stats`.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    pub attestations: u64,
+    pub miners: u64,
+    pub settled_epochs: u64,
+    pub wallets_with_balance: u64,
+    pub total_balance_urtc: u64,
+}
+
+pub fn stats(db: &Database) -> Result<Stats, StoreError> {
+    let r = db.begin_read()?;
+    let mut total = 0u64;
+    let balances = r.open_table(BALANCES)?;
+    for row in balances.iter()? {
+        total += row?.1.value();
+    }
+    Ok(Stats {
+        attestations: r.open_table(RECORDS)?.len()?,
+        miners: r.open_table(MINERS)?.len()?,
+        settled_epochs: r.open_table(SETTLEMENTS)?.len()?,
+        wallets_with_balance: balances.len()?,
+        total_balance_urtc: total,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backups and checks
+
+fn copy_table<K: Key + 'static, V: redb::Value + 'static>(
+    r: &ReadTransaction,
+    w: &WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<u64, StoreError> {
+    let src = r.open_table(def)?;
+    let mut dst = w.open_table(def)?;
+    let mut n = 0;
+    for row in src.iter()? {
+        let (k, v) = row?;
+        dst.insert(k.value(), v.value())?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Copy every table of the snapshot `r` into the empty database `dst`, in one transaction.
+/// Returns the number of rows copied. Refuses a source with tables this version does not know.
+pub fn copy_snapshot(r: &ReadTransaction, dst: &Database) -> Result<u64, StoreError> {
+    for t in r.list_tables()? {
+        if !TABLE_NAMES.contains(&t.name()) {
+            return Err(StoreError::Corrupt("table unknown to this version"));
+        }
+    }
+    let w = dst.begin_write()?;
+    let mut n = 0;
+    n += copy_table(r, &w, META)?;
+    n += copy_table(r, &w, RECORDS)?;
+    n += copy_table(r, &w, EPOCH_CLAIMS)?;
+    n += copy_table(r, &w, ENROLLMENTS)?;
+    n += copy_table(r, &w, SERIALS)?;
+    n += copy_table(r, &w, USED_NONCES)?;
+    n += copy_table(r, &w, MINERS)?;
+    n += copy_table(r, &w, SETTLEMENTS)?;
+    n += copy_table(r, &w, BALANCES)?;
+    n += copy_table(r, &w, LEDGER)?;
+    n += copy_table(r, &w, VOTES)?;
+    n += copy_table(r, &w, CERTIFICATES)?;
+    n += copy_table(r, &w, APPLIED)?;
+    n += copy_table(r, &w, EVIDENCE)?;
+    w.commit()?;
+    Ok(n)
+}
+
+/// What `rustchain db check` found beyond redb's own page checks.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub network_id: String,
+    pub schema_version: u64,
+    pub attestations: u64,
+    pub epoch_claims: u64,
+    pub enrollments: u64,
+    pub settlements: u64,
+    pub last_settled_epoch: Option<u64>,
+    pub wallets_with_balance: u64,
+    pub total_balance_urtc: u64,
+    pub ledger_entries: u64,
+    pub signatures_verified: bool,
+    /// Everything wrong, in words. Empty means consistent.
+    pub problems: Vec<String>,
+}
+
+/// Check the schema and the consistency of the stored data: metadata, that every row decodes,
+/// record ids, the settlement hash chain, balances against the ledger; with `spec`, also the
+/// network and every record's signatures (miner and receipt).
+pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<CheckReport, StoreError> {
+    let r = db.begin_read()?;
+    let mut rep = CheckReport::default();
+    fn problem(rep: &mut CheckReport, p: String) {
+        if rep.problems.len() < 100 {
+            rep.problems.push(p);
+        }
+    }
+    let names: Vec<String> = r.list_tables()?.map(|t| t.name().to_owned()).collect();
+    for t in TABLE_NAMES {
+        if !names.iter().any(|n| n == t) {
+            problem(&mut rep, format!("table {t} is missing"));
+        }
+    }
+    for n in &names {
+        if !TABLE_NAMES.contains(&n.as_str()) {
+            problem(&mut rep, format!("unknown table {n} (written by another version?)"));
+        }
+    }
+    if !rep.problems.is_empty() {
+        return Ok(rep);
+    }
+    match meta_bytes(&r, "schema_version")?.as_deref().and_then(be_u64) {
+        Some(v) => {
+            rep.schema_version = v;
+            if v != SCHEMA_VERSION {
+                problem(&mut rep, format!("schema version {v}, this binary understands {SCHEMA_VERSION}"));
+            }
+        }
+        None => problem(&mut rep, "meta.schema_version is missing or malformed".into()),
+    }
+    rep.network_id = String::from_utf8_lossy(&meta_bytes(&r, "network_id")?.unwrap_or_default()).into_owned();
+    if let Some(spec) = spec
+        && rep.network_id != spec.network_id
+    {
+        let msg = format!("network {:?}, but the chain spec is {:?}", rep.network_id, spec.network_id);
+        problem(&mut rep, msg);
+    }
+    if meta_bytes(&r, "first_epoch")?.as_deref().and_then(be_u64).is_none() {
+        problem(&mut rep, "meta.first_epoch is missing or malformed".into());
+    }
+    let ledger_seq = meta_bytes(&r, "ledger_seq")?.as_deref().and_then(be_u64);
+    if ledger_seq.is_none() {
+        problem(&mut rep, "meta.ledger_seq is missing or malformed".into());
+    }
+
+    let records = r.open_table(RECORDS)?;
+    for row in records.iter()? {
+        let (k, v) = row?;
+        rep.attestations += 1;
+        match AttestationRecord::from_cbor(v.value()) {
+            Ok(rec) => {
+                if rec.id().as_slice() != k.value() {
+                    problem(&mut rep, format!("record {} is stored under another id", hex::encode(k.value())));
+                }
+                if let Some(spec) = spec
+                    && let Err(e) = rec.verify(spec)
+                {
+                    problem(&mut rep, format!("record {} does not verify: {e}", hex::encode(k.value())));
+                }
+            }
+            Err(e) => problem(&mut rep, format!("record {} does not decode: {e}", hex::encode(k.value()))),
+        }
+    }
+    rep.signatures_verified = spec.is_some();
+    for row in r.open_table(EPOCH_CLAIMS)?.iter()? {
+        let (k, v) = row?;
+        rep.epoch_claims += 1;
+        let (epoch, id) = k.value();
+        if uncbor::<StoredClaim>(v.value(), "claim").is_err() {
+            problem(&mut rep, format!("claim ({epoch}, {}) does not decode", hex::encode(id)));
+        }
+        if records.get(id)?.is_none() {
+            problem(&mut rep, format!("claim ({epoch}, {}) has no record", hex::encode(id)));
+        }
+    }
+    for row in r.open_table(ENROLLMENTS)?.iter()? {
+        let (k, v) = row?;
+        rep.enrollments += 1;
+        if uncbor::<EnrollmentRow>(v.value(), "enrollment").is_err() {
+            let (epoch, wallet) = k.value();
+            problem(&mut rep, format!("enrollment ({epoch}, {wallet}) does not decode"));
+        }
+    }
+    let mut paid = 0u128;
+    let certificates = r.open_table(CERTIFICATES)?;
+    let applied = r.open_table(APPLIED)?;
+    let certified_hash = |e: u64| -> Result<Option<Hash32>, StoreError> {
+        Ok(match certificates.get(e)? {
+            Some(c) => Some(uncbor::<EpochCertificate>(c.value(), "certificate")?.settlement_hash),
+            None => None,
+        })
+    };
+    for row in r.open_table(SETTLEMENTS)?.iter()? {
+        let (k, v) = row?;
+        rep.settlements += 1;
+        let epoch = k.value();
+        rep.last_settled_epoch = Some(epoch);
+        match Settlement::from_cbor(v.value()) {
+            Ok(s) => {
+                if s.epoch != epoch {
+                    problem(&mut rep, format!("settlement stored as epoch {epoch} says epoch {}", s.epoch));
+                }
+                if s.canonical_bytes() != v.value() {
+                    problem(&mut rep, format!("settlement {epoch} is not in canonical form"));
+                }
+                // Only credited (certified) settlements are final: they must match their
+                // certificate, chain to the certified epoch before, and are what the ledger pays.
+                if applied.get(epoch)?.is_some() {
+                    match certified_hash(epoch)? {
+                        Some(h) if h == s.hash() => {}
+                        _ => problem(&mut rep, format!("credited settlement {epoch} does not match its certificate")),
+                    }
+                    if let Some(p) = epoch.checked_sub(1).map(certified_hash).transpose()?.flatten() {
+                        if s.prev_settlement_hash != p {
+                            problem(&mut rep, format!("settlement {epoch} does not chain to the certified epoch before it"));
+                        }
+                    }
+                    paid += s.entries.iter().map(|e| e.share_urtc as u128).sum::<u128>();
+                }
+            }
+            Err(e) => problem(&mut rep, format!("settlement {epoch} does not decode: {e}")),
+        }
+    }
+    let mut balance_sum = 0u128;
+    for row in r.open_table(BALANCES)?.iter()? {
+        balance_sum += row?.1.value() as u128;
+        rep.wallets_with_balance += 1;
+    }
+    rep.total_balance_urtc = u64::try_from(balance_sum).unwrap_or(u64::MAX);
+    let mut ledger_sum = 0u128;
+    for row in r.open_table(LEDGER)?.iter()? {
+        let (k, v) = row?;
+        rep.ledger_entries += 1;
+        let (epoch, seq) = k.value();
+        if ledger_seq.is_some_and(|next| seq >= next) {
+            problem(&mut rep, format!("ledger entry ({epoch}, {seq}) is beyond meta.ledger_seq"));
+        }
+        match uncbor::<LedgerEntry>(v.value(), "ledger entry") {
+            Ok(e) => ledger_sum += e.amount_urtc as u128,
+            Err(_) => problem(&mut rep, format!("ledger entry ({epoch}, {seq}) does not decode")),
+        }
+    }
+    if balance_sum != ledger_sum {
+        problem(&mut rep, format!("balances sum to {balance_sum} uRTC but the ledger to {ledger_sum}"));
+    }
+    if ledger_sum != paid {
+        problem(&mut rep, format!("the ledger pays {ledger_sum} uRTC but the settlements {paid}"));
+    }
+    Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_is_consistent_and_copies_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ChainSpec::builtin("devnet").unwrap();
+        let db = open(&dir.path().join("a.redb"), &spec, 3).unwrap();
+        {
+            let w = db.begin_write().unwrap();
+            settle_epoch(&w, &spec, 3).unwrap();
+            w.commit().unwrap();
+        }
+        let rep = check_consistency(&db, Some(&spec)).unwrap();
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        assert_eq!((rep.settlements, rep.last_settled_epoch), (1, Some(3)));
+        let copy = Database::create(dir.path().join("b.redb")).unwrap();
+        let rows = copy_snapshot(&db.begin_read().unwrap(), &copy).unwrap();
+        assert_eq!(rows, 5, "4 meta rows and 1 settlement");
+        assert!(check_consistency(&copy, Some(&spec)).unwrap().problems.is_empty());
+        let other = ChainSpec { network_id: "other".into(), ..spec };
+        assert_eq!(check_consistency(&copy, Some(&other)).unwrap().problems.len(), 1);
+    }
+}

@@ -1,0 +1,275 @@
+//! Test harness: the real `rustchain` binary as a child process on 127.0.0.1, plus signed
+//! field-miner payloads. Waits on the node's answers, never on fixed sleeps where it can.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use protocol::attestation::sign_request;
+use protocol::crypto::Keypair;
+use serde_json::{Value, json};
+
+pub const ADMIN_KEY: &str = "test-admin-secret";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct TestNode {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub p2p_port: u16,
+    pub url: String,
+    pub metrics_url: String,
+    pub log: PathBuf,
+    extra: Vec<String>,
+}
+
+impl TestNode {
+    /// Start a devnet node on a fresh port with `data_dir`. Rate limits are off unless `extra`
+    /// sets them.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> TestNode {
+        let mut n = Self::new(data_dir, extra);
+        n.spawn();
+        n
+    }
+
+    /// A node not started yet (for tests that start it themselves).
+    pub fn new(data_dir: &Path, extra: &[&str]) -> TestNode {
+        let port = free_port();
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        for flag in ["--rate-limit-per-minute", "--admin-rate-limit-per-minute"] {
+            if !extra.iter().any(|e| e == flag) {
+                extra.extend([flag.to_owned(), "0".to_owned()]);
+            }
+        }
+        if !extra.iter().any(|e| e == "--metrics-addr") {
+            extra.extend(["--metrics-addr".to_owned(), format!("127.0.0.1:{}", free_port())]);
+        }
+        let metrics_addr = extra[extra.iter().position(|e| e == "--metrics-addr").unwrap() + 1].clone();
+        TestNode {
+            child: None,
+            data_dir: data_dir.to_owned(),
+            port,
+            p2p_port: free_port(),
+            url: format!("http://127.0.0.1:{port}"),
+            metrics_url: format!("http://{metrics_addr}/metrics"),
+            log: data_dir.with_extension("log"),
+            extra,
+        }
+    }
+
+    /// The command line this node runs with.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustchain"));
+        cmd.args(["node", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.port), "--admin-key", ADMIN_KEY])
+            .args(["--p2p-addr", &format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port)])
+            .args(&self.extra)
+            .env("RUSTCHAIN_LOG", "info");
+        cmd
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start rustchain");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("node exited early ({status}); log:\n{}", self.log_text());
+            }
+            if reqwest::blocking::get(format!("{}/livez", self.url)).is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node did not answer /livez; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "node did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// This node's p2p multiaddr with its peer id, for `--bootnodes`.
+    pub fn multiaddr(&self) -> String {
+        let (_, st) = self.get("/api/p2p/status");
+        format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", self.p2p_port, st["local_peer_id"].as_str().expect("p2p enabled"))
+    }
+
+    /// Wait until `check` holds for this node's answer at `path`.
+    pub fn wait_until(&self, path: &str, secs: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (_, v) = self.get(path);
+            if check(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{what}: node {} never got there; last {path}: {v}\nlog:\n{}", self.url, self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.get_with(path, &[])
+    }
+
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = reqwest::blocking::Client::new().get(format!("{}{path}", self.url));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        reqwest::blocking::get(&self.metrics_url).unwrap().text().unwrap()
+    }
+
+    /// The value of one series in `/metrics` (exact name with labels), if present.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics().lines().find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, serde_json::to_vec(body).unwrap(), &[])
+    }
+
+    pub fn post_raw(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let client = reqwest::blocking::Client::new();
+        let mut req = client.post(format!("{}{path}", self.url)).body(body).header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn challenge(&self, miner_id: Option<&str>) -> String {
+        let body = match miner_id {
+            Some(id) => json!({"miner_id": id}),
+            None => json!({}),
+        };
+        let (s, v) = self.post("/attest/challenge", &body);
+        assert_eq!(s, 200, "{v}");
+        v["nonce"].as_str().unwrap().to_owned()
+    }
+
+    /// Poll `path` until it answers 200 (or panic after `secs`).
+    pub fn wait_for(&self, path: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (s, v) = self.get(path);
+            if s == 200 {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{path} still answers {s}: {v}\nlog:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A simulated miner: a key, a wallet, a device.
+pub struct Miner {
+    pub key: Keypair,
+    pub wallet: String,
+    pub miner_id: String,
+    pub device: Value,
+    pub fingerprint: Value,
+    pub hostname: String,
+}
+
+pub fn good_checks(extra_simd: Value) -> Value {
+    json!({
+        "clock_drift": {"passed": true, "data": {"mean_ns": 1843211, "stdev_ns": 61234, "cv": 0.033222, "drift_stdev": 70311}},
+        "cache_timing": {"passed": true, "data": {"l1_ns": 18.42, "l2_ns": 40.37, "l3_ns": 93.11, "l2_l1_ratio": 2.19, "l3_l2_ratio": 2.306, "l3_l1_ratio": 5.055}},
+        "simd_identity": {"passed": true, "data": extra_simd},
+        "thermal_drift": {"passed": true, "data": {"cold_avg_ns": 3712044, "hot_avg_ns": 3650981, "cold_stdev": 98122, "hot_stdev": 80457, "drift_ratio": 0.9836}},
+        "instruction_jitter": {"passed": true, "data": {"int_avg_ns": 612345, "fp_avg_ns": 701223, "branch_avg_ns": 455102, "int_stdev": 21456, "fp_stdev": 25110, "branch_stdev": 17302}},
+        "anti_emulation": {"passed": true, "data": {"vm_indicators": [], "indicator_count": 0, "is_likely_vm": false}}
+    })
+}
+
+impl Miner {
+    pub fn new(seed: u8, wallet: &str, arch: &str, serial: &str) -> Miner {
+        let (family, cpu, simd) = match arch {
+            "G4" | "G5" | "G3" => ("PowerPC", "PowerPC 7447A", json!({"arch": "ppc", "has_altivec": true, "simd_flags_count": 1})),
+            _ => ("x86", "Intel Pentium III", json!({"arch": "i686", "has_sse": true, "simd_flags_count": 12})),
+        };
+        Miner {
+            key: Keypair::from_seed(&[seed; 32]),
+            wallet: wallet.into(),
+            miner_id: format!("{wallet}-box"),
+            device: json!({"family": family, "arch": arch, "model": cpu, "cpu": cpu, "cores": 1, "memory_gb": 1,
+                           "serial": serial, "machine": "test"}),
+            fingerprint: json!({"all_passed": true, "checks": good_checks(simd)}),
+            hostname: format!("{wallet}-host"),
+        }
+    }
+
+    /// A signed `/attest/submit` body (canonical JSON scheme).
+    pub fn body(&self, nonce: &str) -> Value {
+        let mut body = json!({
+            "miner": self.wallet, "miner_id": self.miner_id, "nonce": nonce,
+            "report": {"nonce": nonce, "commitment": "00ff", "derived": {}, "entropy_score": 0.033222},
+            "device": self.device,
+            "signals": {"macs": ["00:0a:95:9d:68:16"], "hostname": self.hostname},
+            "fingerprint": self.fingerprint, "warthog": null,
+        });
+        sign_request(&self.key, body.as_object_mut().unwrap());
+        body
+    }
+}
