@@ -291,7 +291,8 @@ async fn on_epoch(node: &Arc<Node>, net: &NetHandle, source: PeerId, inv: InvEpo
         tracing::debug!(epoch = inv.epoch, peer = %source, mine = digest.count, theirs = inv.records, "registry differs from a peer's; reconciling");
         let _ = reconcile(node, net, source, inv.epoch).await;
     }
-    if node.db.get().and_then(|db| store::is_applied(&db, inv.epoch)).unwrap_or(true) {
+    // Alone, no peer's certificate can certify anything here.
+    if node.certifies_alone() || node.db.get().and_then(|db| store::is_applied(&db, inv.epoch)).unwrap_or(true) {
         return;
     }
     if let Ok(Response::Epoch { settlement, certificate: Some(cert) }) = net.request(source, Request::GetEpoch { epoch: inv.epoch }).await {

@@ -107,6 +107,20 @@ fn attestations_reach_every_node_and_late_or_restarted_nodes_catch_up() {
     for n in &nodes {
         assert_eq!(attestations(n), 21);
     }
+
+    // Across epoch boundaries: on the devnet spec (no validator set) every node certifies alone,
+    // and the others' votes must not get honest peers penalised or banned (they once did, after
+    // two epochs, which split the mesh).
+    let epoch = nodes[0].get("/epoch").1["epoch"].as_u64().unwrap();
+    for n in &nodes {
+        n.wait_until("/api/stats", 90, "two more certified epochs", |v| v["last_certified_epoch"].as_u64() >= Some(epoch + 1));
+    }
+    attest(&nodes[4], &Miner::new(99, "mesh-after-epochs", "G4", ""));
+    wait_all_have(&nodes, 22, "relay after two epoch boundaries");
+    for n in &nodes {
+        let log = n.log_text();
+        assert!(!log.contains("peer penalised") && !log.contains("peer banned"), "an honest peer was penalised:\n{log}");
+    }
 }
 
 /// Drive a libp2p swarm of our own until `done` says so (or time runs out).
