@@ -118,6 +118,7 @@ pub fn router(node: Arc<Node>, limits: &HttpLimits) -> Router {
         .route("/wallet/balance", get(balance))
         .route("/rewards/epoch/{n}", get(rewards))
         .route("/api/epoch/{n}/settlement", get(settlement))
+        .route("/api/epoch/{n}/anchor", get(anchor))
         .route("/api/stats", get(stats))
         .route("/api/miners", get(miners))
         .route("/api/p2p/status", get(p2p_status))
@@ -391,6 +392,70 @@ async fn settlement(State(node): State<Arc<Node>>, p: Result<Path<String>, axum:
         "equivocations": evidence,
         "quorum": protocol::consensus::quorum(node.validators.len()),
         "validators": node.validators.len(),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnchorQuery {
+    /// Verify this Ergo transaction instead of the one this node recorded.
+    tx_id: Option<String>,
+}
+
+/// `GET /api/epoch/{n}/anchor[?tx_id=]`: the Ergo transaction anchoring the epoch's certified hash
+/// (recorded here by the primary, or named by the caller), checked against the Ergo node: R4 must
+/// equal this node's certified hash and R5 the epoch.
+async fn anchor(
+    State(node): State<Arc<Node>>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<AnchorQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let epoch = epoch_param(p)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
+    let db = node.db()?;
+    let cert = store::certificate(&db, epoch)?.ok_or_else(|| {
+        ApiError::not_found("NOT_CERTIFIED", format!("epoch {epoch} has no certificate on this node; only certified hashes are anchored"))
+    })?;
+    let record = store::anchor_record(&db, epoch)?;
+    let (tx_id, anchored_at) = match (q.tx_id, &record) {
+        (Some(tx), _) => {
+            let tx = tx.trim().to_ascii_lowercase();
+            if tx.len() != 64 || !tx.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ApiError::bad_request("INVALID_TX_ID", "tx_id must be 64 hex digits (an Ergo transaction id)"));
+            }
+            let at = record.as_ref().filter(|r| r.tx_id == tx).map(|r| r.anchored_at);
+            (tx, at)
+        }
+        (None, Some(r)) => (r.tx_id.clone(), Some(r.anchored_at)),
+        (None, None) => {
+            return Err(ApiError::not_found(
+                "NOT_ANCHORED",
+                format!("this node has no anchor for epoch {epoch}; the primary anchors (or pass ?tx_id= to verify a transaction)"),
+            ));
+        }
+    };
+    // The look-up: confirmations and the registers, compared with our own certified hash.
+    let (confirmations, verified, onchain, lookup_error) = match node.anchor.lookup(&tx_id).await {
+        Ok(l) => {
+            let ok = crate::anchor::verify(&l, &cert.settlement_hash) && l.epoch == Some(epoch);
+            let onchain = json!({"settlement_hash": l.settlement_hash.map(hex::encode), "epoch": l.epoch, "inclusion_height": l.inclusion_height});
+            (Some(l.confirmations), ok, onchain, None)
+        }
+        Err(crate::anchor::AnchorError::Disabled) => {
+            (None, false, Value::Null, Some("no Ergo node is configured on this node (--ergo-url): cannot verify".to_owned()))
+        }
+        Err(e) => (None, false, Value::Null, Some(e.to_string())),
+    };
+    Ok(Json(json!({
+        "epoch": epoch,
+        "settlement_hash": hex::encode(cert.settlement_hash),
+        "ergo_tx_id": tx_id,
+        "anchored_at": anchored_at,
+        "confirmations": confirmations,
+        "verified": verified,
+        "onchain": onchain,
+        "lookup_error": lookup_error,
     }))
     .into_response())
 }

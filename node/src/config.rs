@@ -118,6 +118,17 @@ pub struct NodeArgs {
     /// Scheduled backups kept in --backup-dir; older ones are deleted. [default: 7]
     #[arg(long, env = "RUSTCHAIN_BACKUP_KEEP", value_name = "N")]
     pub backup_keep: Option<usize>,
+    /// Ergo node REST API (plain http, e.g. http://127.0.0.1:9053). The primary anchors every
+    /// certified settlement hash there; any node uses it to verify anchors. [default: none:
+    /// anchoring off]
+    #[arg(long, env = "RUSTCHAIN_ERGO_URL", value_name = "URL")]
+    pub ergo_url: Option<String>,
+    /// File holding the Ergo node's API key (first line); needed to anchor, not to verify.
+    #[arg(long, env = "RUSTCHAIN_ERGO_API_KEY_FILE", value_name = "FILE")]
+    pub ergo_api_key_file: Option<PathBuf>,
+    /// Ergo address that receives the anchoring boxes. [default: the Ergo wallet's first address]
+    #[arg(long, env = "RUSTCHAIN_ERGO_ADDRESS", value_name = "ADDRESS")]
+    pub ergo_address: Option<String>,
     /// Print the resolved configuration as TOML and exit.
     #[arg(long)]
     pub dump_config: bool,
@@ -156,6 +167,9 @@ struct FileConfig {
     backup_dir: Option<PathBuf>,
     backup_every: Option<HumanDuration>,
     backup_keep: Option<usize>,
+    ergo_url: Option<String>,
+    ergo_api_key_file: Option<PathBuf>,
+    ergo_address: Option<String>,
 }
 
 /// The resolved configuration.
@@ -194,6 +208,12 @@ pub struct NodeConfig {
     pub backup_dir: Option<PathBuf>,
     pub backup_every: HumanDuration,
     pub backup_keep: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ergo_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ergo_api_key_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ergo_address: Option<String>,
 }
 
 fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -242,6 +262,9 @@ impl NodeConfig {
             backup_dir: args.backup_dir.clone().or(file.backup_dir),
             backup_every: args.backup_every.or(file.backup_every).unwrap_or(HumanDuration::secs(6 * 3600)),
             backup_keep: args.backup_keep.or(file.backup_keep).unwrap_or(7),
+            ergo_url: args.ergo_url.clone().or(file.ergo_url).filter(|u| !u.trim().is_empty()),
+            ergo_api_key_file: args.ergo_api_key_file.clone().or(file.ergo_api_key_file),
+            ergo_address: args.ergo_address.clone().or(file.ergo_address).filter(|a| !a.trim().is_empty()),
         }
         .checked()
     }
@@ -258,6 +281,11 @@ impl NodeConfig {
         }
         if self.max_connections == 0 || self.max_connections_per_ip == 0 || self.max_inflight_requests == 0 {
             bail!("max_connections, max_connections_per_ip and max_inflight_requests must be positive");
+        }
+        if let Some(url) = &self.ergo_url
+            && !url.starts_with("http://")
+        {
+            bail!("ergo_url {url:?} must be a plain http:// URL (this client has no TLS; run it beside a local Ergo node)");
         }
         if self.metrics_addr == self.http_addr && self.http_addr.port() != 0 {
             bail!("metrics_addr and http_addr must differ");
@@ -299,14 +327,23 @@ impl NodeConfig {
         if let Some(k) = &self.admin_key {
             return Ok(Some(k.clone()));
         }
-        let Some(path) = &self.admin_key_file else { return Ok(None) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading admin key file {}", path.display()))?;
-        let key = text.lines().next().unwrap_or("").trim().to_owned();
-        if key.is_empty() {
-            bail!("admin key file {} is empty", path.display());
-        }
-        Ok(Some(key))
+        self.admin_key_file.as_deref().map(|p| first_line_secret(p, "admin key")).transpose()
     }
+
+    /// The Ergo API key from `ergo_api_key_file`, if one is configured.
+    pub fn ergo_api_key(&self) -> anyhow::Result<Option<String>> {
+        self.ergo_api_key_file.as_deref().map(|p| first_line_secret(p, "Ergo API key")).transpose()
+    }
+}
+
+/// The first line of a secret file, trimmed; an empty one is an error.
+fn first_line_secret(path: &Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {what} file {}", path.display()))?;
+    let key = text.lines().next().unwrap_or("").trim().to_owned();
+    if key.is_empty() {
+        bail!("{what} file {} is empty", path.display());
+    }
+    Ok(key)
 }
 
 /// The database file inside a data dir.

@@ -45,7 +45,7 @@ async fn cast_vote(node: &Arc<Node>, epoch: u64, round: u32, hash: Hash32) {
             tracing::info!(epoch, round, hash = %hex::encode(hash), "voted");
             // Without a validator set in the chain spec each node certifies alone; nobody else
             // counts our vote, so it is not gossiped.
-            if let (Some(net), false) = (&node.net, node.spec.validators.is_empty()) {
+            if let (Some(net), false) = (&node.net, node.certifies_alone()) {
                 net.send(Command::PublishVote(vote));
             }
         }
@@ -92,6 +92,7 @@ pub async fn finalize(node: &Arc<Node>, cert: EpochCertificate, offered: Option<
         Ok(Applied::Now { .. }) => {
             node.mismatches.lock().expect("lock").remove(&epoch);
             tracing::info!(epoch, round = cert.round, hash = %hex::encode(cert.settlement_hash), signers = cert.votes.len(), "epoch certified; rewards credited");
+            node.anchor_wake.notify_one();
             if let (Some(net), Ok(digest)) = (&node.net, node.db.get().and_then(|db| store::epoch_digest(&db, epoch))) {
                 net.send(Command::PublishEpoch(InvEpoch {
                     epoch,
@@ -129,6 +130,7 @@ async fn resolve(node: &Arc<Node>, cert: EpochCertificate) {
         if s.hash() == cert.settlement_hash {
             if let Ok(Applied::Now { .. }) = node.writer.certify(cert.clone(), Some(s)).await {
                 tracing::info!(epoch, "after sync our settlement matches the certificate; rewards credited");
+                node.anchor_wake.notify_one();
             }
             node.mismatches.lock().expect("lock").remove(&epoch);
             return;
@@ -183,7 +185,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
 async fn next_round(node: &Arc<Node>, epoch: u64, round: u32) {
     if let Some(net) = node.net.clone() {
         // A certificate formed elsewhere? Fetch it (and the record) from peers.
-        for peer in net.state.connected_peers() {
+        for peer in net.state.connected_peers().into_iter().filter(|_| !node.certifies_alone()) {
             if let Ok(Response::Epoch { settlement, certificate: Some(cert) }) = net.request(peer, Request::GetEpoch { epoch }).await {
                 if cert.epoch == epoch && cert.verify(&node.spec, &node.validators).is_ok() {
                     finalize(node, cert, settlement).await;

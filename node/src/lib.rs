@@ -2,6 +2,7 @@
 //! `protocol` decides; this crate does (I/O, timers, HTTP).
 
 pub mod anchor;
+pub mod anchoring;
 pub mod api;
 pub mod attest;
 pub mod collect;

@@ -91,6 +91,9 @@ pub struct Metrics {
     pub backup_age_seconds: Gauge<f64, AtomicU64>,
     pub backup_last_success: Gauge,
     pub backups: Family<StatusLabel, Counter>,
+    /// Anchoring attempts (after retries), by outcome (`ok`, `failed`); primary only.
+    pub anchors: Family<StatusLabel, Counter>,
+    pub last_anchored_epoch: Gauge,
 }
 
 /// Builds the registry: the node's metrics first, then anything else (libp2p) through
@@ -129,6 +132,8 @@ impl MetricsBuilder {
             backup_age_seconds: Gauge::default(),
             backup_last_success: Gauge::default(),
             backups: Family::default(),
+            anchors: Family::default(),
+            last_anchored_epoch: Gauge::default(),
         };
         // Every known label value starts at 0, so the series exist (and rate() works) from the start.
         for status in ["accepted", "fingerprint_failed", "rejected", "error"] {
@@ -136,6 +141,7 @@ impl MetricsBuilder {
         }
         for status in ["ok", "failed"] {
             let _ = m.backups.get_or_create(&StatusLabel { status });
+            let _ = m.anchors.get_or_create(&StatusLabel { status });
         }
         for direction in ["in", "out"] {
             let _ = m.gossip_messages.get_or_create(&DirectionLabel { direction });
@@ -146,6 +152,7 @@ impl MetricsBuilder {
         m.last_settled_epoch.set(-1);
         m.last_certified_epoch.set(-1);
         m.backup_age_seconds.set(-1.0);
+        m.last_anchored_epoch.set(-1);
         let mut registry = Registry::default();
         let r = registry.sub_registry_with_prefix("rustchain");
         r.register("attestations", "Attestations received, by outcome", m.attestations.clone());
@@ -168,6 +175,8 @@ impl MetricsBuilder {
         r.register("backup_age_seconds", "Age of the newest backup (-1: none)", m.backup_age_seconds.clone());
         r.register("backup_last_success_timestamp_seconds", "Unix time of the newest backup (0: none)", m.backup_last_success.clone());
         r.register("backups", "Backups taken, by outcome (ok, failed)", m.backups.clone());
+        r.register("anchors", "Certified hashes sent for anchoring on Ergo, by outcome (ok, failed)", m.anchors.clone());
+        r.register("last_anchored_epoch", "Highest epoch this node anchored (-1: none)", m.last_anchored_epoch.clone());
         r.register(
             "build",
             "Version of this node",

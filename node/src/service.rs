@@ -14,8 +14,9 @@ use redb::Database;
 use subtle::ConstantTimeEq;
 use protocol::Hash32;
 use protocol::consensus::{self, ValidatorKey};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
+use crate::anchor::{Anchor, ErgoAnchor, NullAnchor};
 use crate::api::ApiError;
 use crate::config::NodeConfig;
 use crate::dbops::{self, Backups};
@@ -23,7 +24,7 @@ use crate::limits::HttpLimits;
 use crate::metrics::{Metrics, MetricsBuilder};
 use crate::nonce::Challenges;
 use crate::network::{self, NetConfig, NetHandle};
-use crate::p2p::{self, SwarmSettings};
+use crate::p2p::{self, Role, SwarmSettings};
 use crate::store::{DbHandle, StoreError};
 use crate::writer::{Tallies, Writer};
 use crate::{epoch, keys, relay, store};
@@ -70,6 +71,10 @@ pub struct Node {
     pub backups: Backups,
     /// Peers needed for `/readyz` (0: alone by configuration).
     pub min_peers: u32,
+    /// Where anchors are looked up (and, on the primary, sent): Ergo, or nothing.
+    pub anchor: Arc<dyn Anchor>,
+    /// Wakes the anchoring task when an epoch is certified.
+    pub anchor_wake: Notify,
 }
 
 /// Event counters shown by the API.
@@ -85,6 +90,12 @@ impl Node {
         if let Some(tx) = &self.announcements {
             let _ = tx.try_send(id);
         }
+    }
+
+    /// The chain spec names no validators: this node is its own validator set and certifies
+    /// alone. Other nodes' votes and certificates mean nothing here (and are no offence).
+    pub fn certifies_alone(&self) -> bool {
+        self.spec.validators.is_empty()
     }
 
     /// Connected mesh peers.
@@ -169,6 +180,8 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let is_validator = validators.contains(&key.public());
     tracing::info!(validators = validators.len(), quorum = consensus::quorum(validators.len()), is_validator, "validator set");
 
+    let (anchor, anchoring) = anchor_backend(&cfg)?;
+
     let mut net_task = None;
     let (net, net_events, announcements) = if cfg.no_p2p {
         tracing::info!("p2p disabled (--no-p2p): this node neither relays nor syncs");
@@ -222,6 +235,8 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         tallies,
         backups,
         min_peers: cfg.min_peers,
+        anchor: anchor.clone(),
+        anchor_wake: Notify::new(),
     });
     if node.admin_key.is_none() {
         tracing::info!("no admin key configured: /admin/* answers 503");
@@ -240,6 +255,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let epochs = tokio::spawn(epoch::run(node.clone(), stop_rx.clone()));
     let rounds = tokio::spawn(crate::consensus::run(node.clone(), stop_rx.clone()));
     let healer = tokio::spawn(heal_when_closed(node.clone(), stop_rx.clone()));
+    let anchorer = anchoring.then(|| tokio::spawn(crate::anchoring::run(node.clone(), anchor, stop_rx.clone())));
     let backups = cfg.backup_dir.clone().map(|dir| {
         tracing::info!(dir = %dir.display(), every = %cfg.backup_every, keep = cfg.backup_keep, "scheduled backups on");
         tokio::spawn(dbops::run_schedule(node.clone(), dir, cfg.backup_every, cfg.backup_keep, stop_rx.clone()))
@@ -281,6 +297,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     let _ = healer.await;
+    if let Some(a) = anchorer {
+        let _ = a.await;
+    }
     if let Some(b) = backups {
         // A backup in progress finishes in its blocking task; the schedule itself stops here.
         let _ = tokio::time::timeout(Duration::from_secs(5), b).await;
@@ -294,6 +313,31 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The anchoring backend, and whether this node anchors (the primary, with an Ergo node and its
+/// API key). Every node with an Ergo URL can verify anchors.
+fn anchor_backend(cfg: &NodeConfig) -> anyhow::Result<(Arc<dyn Anchor>, bool)> {
+    let primary = cfg.role == Role::Primary;
+    let Some(url) = &cfg.ergo_url else {
+        if primary {
+            tracing::info!("anchoring off: no --ergo-url (certified hashes are not anchored on Ergo)");
+        }
+        return Ok((Arc::new(NullAnchor), false));
+    };
+    let key = cfg.ergo_api_key()?;
+    let mut ergo = ErgoAnchor::new(url.clone(), key.clone().unwrap_or_default());
+    ergo.pay_to_address = cfg.ergo_address.clone();
+    let anchoring = match (primary, key.is_some()) {
+        (true, true) => true,
+        (true, false) => {
+            tracing::warn!(ergo_url = %url, "no --ergo-api-key-file: this primary verifies anchors but cannot anchor");
+            false
+        }
+        (false, _) => false,
+    };
+    tracing::info!(ergo_url = %url, anchoring, "Ergo node configured");
+    Ok((Arc::new(ergo), anchoring))
 }
 
 /// Ask the writer to reopen the database when a storage failure left it closed and no write

@@ -50,10 +50,13 @@ const BALANCES: TableDefinition<&str, u64> = TableDefinition::new("balances");
 /// (epoch, seq) -> `LedgerEntry` (CBOR): every balance change, in the order applied.
 const LEDGER: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("ledger");
 
+/// epoch -> `AnchorRecord` (CBOR): where this node anchored the epoch's certified hash.
+const ANCHORS: TableDefinition<u64, &[u8]> = TableDefinition::new("anchors");
+
 /// Every table of the schema. A backup copies exactly these; `check` wants all of them.
-pub const TABLE_NAMES: [&str; 14] = [
+pub const TABLE_NAMES: [&str; 15] = [
     "meta", "records", "epoch_claims", "enrollments", "serial_bindings", "used_nonces", "miners", "settlements",
-    "balances", "ledger", "votes", "certificates", "applied", "evidence",
+    "balances", "ledger", "votes", "certificates", "applied", "evidence", "anchors",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +240,7 @@ pub fn init(db: Database, spec: &ChainSpec, current_epoch: u64) -> Result<Databa
             w.open_table(CERTIFICATES)?;
             w.open_table(APPLIED)?;
             w.open_table(EVIDENCE)?;
+            w.open_table(ANCHORS)?;
             w.commit()?;
         }
         Some(v) => {
@@ -663,6 +667,43 @@ pub fn uncertified_settled(db: &Database, from: u64) -> Result<Vec<u64>, StoreEr
     Ok(out)
 }
 
+/// An epoch's certified hash as this node anchored it externally (see `anchor.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorRecord {
+    #[serde(with = "serde_bytes")]
+    pub settlement_hash: Hash32,
+    pub tx_id: String,
+    pub anchored_at: u64,
+}
+
+pub fn record_anchor(w: &WriteTransaction, epoch: u64, rec: &AnchorRecord) -> Result<(), StoreError> {
+    w.open_table(ANCHORS)?.insert(epoch, cbor(rec).as_slice())?;
+    Ok(())
+}
+
+pub fn anchor_record(db: &Database, epoch: u64) -> Result<Option<AnchorRecord>, StoreError> {
+    let r = db.begin_read()?;
+    match r.open_table(ANCHORS)?.get(epoch)? {
+        Some(v) => Ok(Some(uncbor(v.value(), "anchor record")?)),
+        None => Ok(None),
+    }
+}
+
+/// Certified epochs from `from` on that have no anchor record, oldest first, with their hash.
+pub fn unanchored_certified(db: &Database, from: u64) -> Result<Vec<(u64, Hash32)>, StoreError> {
+    let r = db.begin_read()?;
+    let anchors = r.open_table(ANCHORS)?;
+    let mut out = Vec::new();
+    for row in r.open_table(CERTIFICATES)?.range(from..)? {
+        let (k, v) = row?;
+        if anchors.get(k.value())?.is_none() {
+            let cert: EpochCertificate = uncbor(v.value(), "certificate")?;
+            out.push((k.value(), cert.settlement_hash));
+        }
+    }
+    Ok(out)
+}
+
 /// The highest settled epoch, if any.
 pub fn last_settled(db: &Database) -> Result<Option<u64>, StoreError> {
     let r = db.begin_read()?;
@@ -871,6 +912,7 @@ pub fn copy_snapshot(r: &ReadTransaction, dst: &Database) -> Result<u64, StoreEr
     n += copy_table(r, &w, CERTIFICATES)?;
     n += copy_table(r, &w, APPLIED)?;
     n += copy_table(r, &w, EVIDENCE)?;
+    n += copy_table(r, &w, ANCHORS)?;
     w.commit()?;
     Ok(n)
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use protocol::consensus::{EpochCertificate, Vote};
 
 use crate::metrics::Metrics;
-use crate::store::{self, Applied, DbHandle, NewAttestation, Refusal, StoreError, VoteOutcome};
+use crate::store::{self, AnchorRecord, Applied, DbHandle, NewAttestation, Refusal, StoreError, VoteOutcome};
 
 /// Most writes folded into one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -27,6 +27,7 @@ pub enum WriteOp {
     Settle(u64, oneshot::Sender<Result<(Settlement, bool), WriteFailed>>),
     Vote(Box<Vote>, oneshot::Sender<Result<VoteOutcome, WriteFailed>>),
     Certify(Box<(EpochCertificate, Option<Settlement>)>, oneshot::Sender<Result<Applied, WriteFailed>>),
+    RecordAnchor(u64, Box<AnchorRecord>, oneshot::Sender<Result<(), WriteFailed>>),
     PruneNonces(u64),
     /// Reopen the database if a failure left it closed.
     Heal,
@@ -159,6 +160,12 @@ impl Writer {
         rx.await.map_err(|_| WriteFailed("writer stopped".into()))?
     }
 
+    pub async fn record_anchor(&self, epoch: u64, rec: AnchorRecord) -> Result<(), WriteFailed> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteOp::RecordAnchor(epoch, Box::new(rec), reply)).await?;
+        rx.await.map_err(|_| WriteFailed("writer stopped".into()))?
+    }
+
     pub async fn prune_nonces(&self, now_unix: u64) {
         let _ = self.tx.send(WriteOp::PruneNonces(now_unix)).await;
     }
@@ -173,6 +180,7 @@ enum Pending {
     Settle(oneshot::Sender<Result<(Settlement, bool), WriteFailed>>, (Settlement, bool)),
     Vote(oneshot::Sender<Result<VoteOutcome, WriteFailed>>, VoteOutcome),
     Certify(oneshot::Sender<Result<Applied, WriteFailed>>, Applied),
+    Anchor(oneshot::Sender<Result<(), WriteFailed>>),
 }
 
 struct Ctx {
@@ -236,6 +244,10 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
                     let applied = store::apply_certificate(&w, &cert, offered.as_ref())?;
                     pending.push(Pending::Certify(reply, applied));
                 }
+                WriteOp::RecordAnchor(epoch, rec, reply) => {
+                    store::record_anchor(&w, epoch, &rec)?;
+                    pending.push(Pending::Anchor(reply));
+                }
                 WriteOp::PruneNonces(now) => {
                     let removed = store::prune_nonces(&w, now)?;
                     if removed > 0 {
@@ -266,6 +278,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
                     Pending::Settle(reply, s) => drop(reply.send(Ok(s))),
                     Pending::Vote(reply, o) => drop(reply.send(Ok(o))),
                     Pending::Certify(reply, a) => drop(reply.send(Ok(a))),
+                    Pending::Anchor(reply) => drop(reply.send(Ok(()))),
                 }
             }
         }
@@ -282,6 +295,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
                     Pending::Settle(reply, _) => drop(reply.send(Err(failed.clone()))),
                     Pending::Vote(reply, _) => drop(reply.send(Err(failed.clone()))),
                     Pending::Certify(reply, _) => drop(reply.send(Err(failed.clone()))),
+                    Pending::Anchor(reply) => drop(reply.send(Err(failed.clone()))),
                 }
             }
             // Ops the failed transaction never reached (it may fail before the first).
@@ -291,6 +305,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
                     WriteOp::Settle(_, reply) => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Vote(_, reply) => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Certify(_, reply) => drop(reply.send(Err(failed.clone()))),
+                    WriteOp::RecordAnchor(_, _, reply) => drop(reply.send(Err(failed.clone()))),
                     WriteOp::PruneNonces(_) | WriteOp::Heal => {}
                 }
             }

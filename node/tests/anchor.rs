@@ -1,6 +1,9 @@
 //! The Ergo anchoring client against a stand-in Ergo node (axum on 127.0.0.1) that implements just
 //! the endpoints the client uses, with the Ergo node's JSON shapes, its `api_key` check and its
-//! `ApiError` bodies, plus a switch that makes it answer 503 for the next K requests.
+//! `ApiError` bodies, plus a switch that makes it answer 503 for the next K requests. The last test
+//! runs real `rustchain` nodes against it: the primary anchors every certified hash once.
+
+mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +21,7 @@ use axum::{Json, Router};
 use rustchain_node::anchor::{
     Anchor, AnchorError, ErgoAnchor, NullAnchor, anchor_with_retry, encode_long, encode_r4, verify,
 };
+use common::{Miner, TestNode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -439,4 +443,98 @@ async fn null_anchor_anchors_nothing() {
     let anchor: Arc<dyn Anchor> = Arc::new(NullAnchor);
     assert_eq!(anchor_with_retry(&*anchor, 1, hash(1), 5, Duration::from_secs(10)).await, Err(AnchorError::Disabled));
     assert_eq!(anchor.lookup(&"ab".repeat(32)).await, Err(AnchorError::Disabled));
+}
+
+/// The epochs (R5) of every anchoring transaction the stand-in accepted, in order.
+fn anchored_epochs(s: &StandIn) -> Vec<i64> {
+    let sent = s.state.lock().unwrap().sent.clone();
+    sent.iter()
+        .map(|b| rustchain_node::anchor::decode_long(b["requests"][0]["registers"]["R5"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+fn assert_each_once(epochs: &[i64]) {
+    let mut sorted = epochs.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), epochs.len(), "an epoch was anchored twice: {epochs:?}");
+}
+
+#[test]
+fn the_primary_anchors_each_certified_hash_once_and_any_node_verifies_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (s, base) = rt.block_on(start());
+    // The Ergo node is down for the first requests: the primary retries with backoff.
+    s.unavailable.store(2, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("ergo.key");
+    std::fs::write(&key_file, format!("{API_KEY}\n")).unwrap();
+    let key_file = key_file.to_str().unwrap();
+    let fast = ["--gossip-preset", "tiny", "--gossip-heartbeat-ms", "200"];
+    let mut primary = TestNode::start(
+        &dir.path().join("primary"),
+        &[&fast[..], &["--role", "primary", "--ergo-url", &base, "--ergo-api-key-file", key_file]].concat(),
+    );
+    // A relay with the same Ergo node: it can verify, and it never anchors.
+    let relay = TestNode::start(
+        &dir.path().join("relay"),
+        &[&fast[..], &["--bootnodes", &primary.multiaddr(), "--ergo-url", &base, "--ergo-api-key-file", key_file]].concat(),
+    );
+    relay.wait_until("/api/p2p/status", 30, "relay connected", |v| v["total_peers"].as_u64() >= Some(1));
+
+    let miner = Miner::new(77, "anchor-wallet", "G4", "");
+    let (st, v) = primary.post("/attest/submit", &miner.body(&primary.challenge(None)));
+    assert_eq!(st, 200, "{v}");
+    let epoch = v["epoch"].as_u64().unwrap();
+
+    // Not certified yet: nothing to anchor, and the answer says why.
+    let (st, v) = primary.get(&format!("/api/epoch/{epoch}/anchor"));
+    assert_eq!((st, v["code"].as_str()), (404, Some("NOT_CERTIFIED")), "{v}");
+
+    let path = format!("/api/epoch/{epoch}/anchor");
+    let a = primary.wait_until(&path, 60, "anchor of the attested epoch", |v| v["verified"] == json!(true));
+    let tx_id = a["ergo_tx_id"].as_str().unwrap().to_owned();
+    let cert = primary.get(&format!("/api/epoch/{epoch}/settlement")).1;
+    assert_eq!(cert["status"], "certified");
+    assert_eq!(a["settlement_hash"], cert["certificate"]["settlement_hash"]);
+    assert_eq!(a["confirmations"], 1);
+    assert!(a["anchored_at"].as_u64().unwrap() > 1_700_000_000);
+    assert!(primary.log_text().contains("anchoring failed; retrying"), "the outage shows in the log");
+    // What went to Ergo: R4 is the certified hash, R5 the epoch.
+    let sent = s.state.lock().unwrap().sent.clone();
+    let ours = sent.iter().find(|b| b["requests"][0]["registers"]["R5"] == json!(encode_long(epoch as i64))).expect("sent");
+    assert_eq!(ours["requests"][0]["registers"]["R4"], json!(format!("0e20{}", cert["certificate"]["settlement_hash"].as_str().unwrap())));
+
+    // The relay verifies the primary's transaction against its own certificate.
+    relay.wait_until(&format!("/api/epoch/{epoch}/settlement"), 60, "relay certified", |v| v["status"] == "certified");
+    let (st, v) = relay.get(&path);
+    assert_eq!((st, v["code"].as_str()), (404, Some("NOT_ANCHORED")), "the relay anchors nothing itself: {v}");
+    let (st, v) = relay.get(&format!("{path}?tx_id={tx_id}"));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!((v["verified"].clone(), v["confirmations"].clone()), (json!(true), json!(1)), "{v}");
+    let (st, v) = relay.get(&format!("{path}?tx_id=nothex"));
+    assert_eq!((st, v["code"].as_str(), v["ok"].clone()), (400, Some("INVALID_TX_ID"), json!(false)), "{v}");
+
+    // A transaction whose R4 is another hash does not verify.
+    s.set_r4(&tx_id, &encode_r4(&hash(9)));
+    let (_, v) = relay.get(&format!("{path}?tx_id={tx_id}"));
+    assert_eq!(v["verified"], json!(false), "{v}");
+    assert_eq!(v["onchain"]["settlement_hash"], json!(hex::encode(hash(9))));
+
+    // kill -9 and restart: epochs already anchored are not sent again; later ones still are.
+    let before = anchored_epochs(&s);
+    assert_each_once(&before);
+    primary.kill9();
+    primary.restart();
+    let last = *before.iter().max().unwrap() as u64;
+    primary.wait_until(&format!("/api/epoch/{}/anchor", last + 1), 60, "anchor after restart", |v| v["verified"] == json!(true));
+    let after = anchored_epochs(&s);
+    assert_each_once(&after);
+    assert!(after.contains(&(epoch as i64)));
+    // Only the primary ever anchored: every transaction it sent is recorded by it.
+    for e in &after {
+        let (st, v) = primary.get(&format!("/api/epoch/{e}/anchor"));
+        assert_eq!(st, 200, "epoch {e}: {v}");
+    }
+    assert!(primary.metric("rustchain_anchors_total{status=\"ok\"}").unwrap() >= 1.0);
 }
