@@ -15,72 +15,17 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use protocol::ChainSpec;
-use protocol::attestation::{self, sign_request};
+use protocol::attestation;
 use protocol::canonical_json;
 use protocol::crypto::{self, Keypair};
 use protocol::enrollment::{self, Binding, Claim};
 use protocol::settlement;
-use serde_json::json;
-
-/// A signed `/attest/submit` body shaped like the one `rustchain attest` sends from an x86-64
-/// Linux box: device, signals, and the six fingerprint checks with their measured data.
-fn linux_miner_body(key: &Keypair, wallet: &str, nonce: &str) -> Vec<u8> {
-    // The first ten /proc/cpuinfo flags (a full report lists up to 64, ~3.3 KB in all).
-    let flags = ["fpu", "vme", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic"];
-    let x86 = ["sse", "sse2", "ssse3", "sse4_1", "sse4_2", "avx", "fma", "f16c"];
-    let mut req = json!({
-        "miner": wallet,
-        "miner_id": format!("{wallet}-ryzen"),
-        "nonce": nonce,
-        "report": {
-            "nonce": nonce,
-            "commitment": "3f9a0c4be1d27d5a6f0b9e8c7d6a5b4c3f2e1d0c9b8a79685746352413021f0e",
-            "derived": {},
-            "entropy_score": 0.734512,
-        },
-        "device": {
-            "family": "x86_64", "arch": "modern", "model": "AMD Ryzen 7 5800X 8-Core Processor",
-            "cpu": "AMD Ryzen 7 5800X 8-Core Processor", "cores": 16, "memory_gb": 32,
-            "serial": format!("SN-{wallet}"), "machine": "ryzen-desk",
-        },
-        "signals": {"macs": ["2c:f0:5d:12:34:56", "a8:a1:59:65:43:21"], "hostname": "ryzen-desk"},
-        "fingerprint": {
-            "all_passed": true,
-            "checks": {
-                "clock_drift": {"passed": true, "data": {
-                    "samples": 200, "inner_iterations": 5000, "mean_ns": 231877, "stddev_ns": 4123,
-                    "stdev_ns": 4123, "min_ns": 226001, "max_ns": 262340, "cv": 0.017781, "drift_stdev": 5012}},
-                "cache_timing": {"passed": true, "data": {
-                    "arch": "x86_64", "l1_ns": 1.212, "l2_ns": 3.874, "l3_ns": 11.52, "l2_l1_ratio": 3.196,
-                    "l3_l2_ratio": 2.974, "l3_l1_ratio": 9.505, "hierarchy_ratio": 9.505, "l1_bytes": 16384,
-                    "l2_bytes": 262144, "l3_bytes": 8388608, "loads_per_trial": 1000000, "trials": 5}},
-                "simd_identity": {"passed": true, "data": {
-                    "arch": "x86_64", "flag_source": "/proc/cpuinfo", "flag_count": 118, "simd_flags_count": 118,
-                    "has_sse": true, "has_avx": true, "has_neon": false, "has_altivec": false, "has_vsx": false,
-                    "x86_features": x86, "sample_flags": flags}},
-                "thermal_drift": {"passed": true, "data": {
-                    "samples": 50, "inner_iterations": 20000, "load_ms": 1500.3, "load_rounds": 212,
-                    "cold_avg_ns": 512344, "hot_avg_ns": 519870, "cold_stdev": 9121, "hot_stdev": 10442,
-                    "drift_ratio": 1.0147, "thermal_zone_count": 2, "max_temp_c_before": 41.25, "max_temp_c_after": 55.5, "temp_delta_c": 14.25}},
-                "instruction_jitter": {"passed": true, "data": {
-                    "samples": 100, "mean_ns": 88412, "stddev_ns": 2311, "cv": 0.026139, "int_avg_ns": 30110,
-                    "fp_avg_ns": 31544, "branch_avg_ns": 26758}},
-                "anti_emulation": {"passed": true, "data": {
-                    "vm_indicators": [], "indicator_count": 0, "is_likely_vm": false, "hypervisor_flag": false,
-                    "dmi_fields_readable": 6, "paths_checked": 14}},
-            },
-        },
-        "warthog": null,
-    });
-    sign_request(key, req.as_object_mut().expect("object"));
-    serde_json::to_vec(&req).expect("serializes")
-}
 
 fn bench_attestation(c: &mut Criterion) {
     let spec = ChainSpec::builtin("devnet").expect("devnet spec");
     let key = Keypair::from_seed(&[42; 32]);
     let nonce = "00000000006a1b2c3d4e5f6071829304a5b6c7d8e9f00112233445566778899aa";
-    let body = linux_miner_body(&key, "RTC56475aa75463474c0285df5dbf2bcab73da65135", nonce);
+    let body = protocol::testkit::linux_miner_body(&key, 0, "bench-ryzen", nonce, "SN");
     let slot = 1_000_000;
     // The body must be valid and pass: otherwise we would be timing an early exit.
     let sub = attestation::parse_submission(&body).expect("the benchmark body is valid");
