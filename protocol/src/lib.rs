@@ -10,6 +10,7 @@ pub mod fingerprint;
 pub mod multiplier;
 pub mod settlement;
 pub mod spec;
+pub mod transfer;
 pub mod wire;
 
 pub use crypto::Hash32;
