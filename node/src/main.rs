@@ -78,6 +78,28 @@ enum WalletCommand {
         #[arg(long)]
         show_mnemonic: bool,
     },
+    /// Sign a transfer and print the JSON body for POST /wallet/transfer/signed (field format,
+    /// fee 0). Nothing is submitted.
+    SignTransfer {
+        #[command(flatten)]
+        file: WalletFile,
+        #[command(flatten)]
+        passphrase: wallet::PassphraseArgs,
+        /// The receiving address.
+        #[arg(long)]
+        to: String,
+        /// Amount in RTC, e.g. 0.25 (settled as floor(amount * 1e6) uRTC; at least 0.000001).
+        #[arg(long)]
+        amount: f64,
+        /// Must be greater than the last nonce this wallet used.
+        #[arg(long)]
+        nonce: i64,
+        #[arg(long, default_value = "")]
+        memo: String,
+        /// Bind the transfer to one network (its chain spec's network_id, e.g. mainnet).
+        #[arg(long)]
+        chain_id: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +181,19 @@ fn run_wallet(cmd: WalletCommand) -> anyhow::Result<()> {
                 println!("mnemonic: {}", key_file.open(&passphrase.get(false)?)?);
             }
             println!("{}", key_file.address);
+            return Ok(());
+        }
+        WalletCommand::SignTransfer { file, passphrase, to, amount, nonce, memo, chain_id } => {
+            if protocol::transfer::amount_urtc(amount).is_none() {
+                anyhow::bail!("--amount {amount} is less than 0.000001 RTC (1 uRTC)");
+            }
+            if nonce < 0 {
+                anyhow::bail!("--nonce must not be negative");
+            }
+            let key_file = wallet::KeyFile::read(&file.wallet)?;
+            let key = wallet::key_of(&key_file.open(&passphrase.get(false)?)?);
+            let order = protocol::transfer::TransferOrder { to_address: to, amount_rtc: amount, memo, nonce, chain_id };
+            println!("{}", order.sign(&key));
             return Ok(());
         }
     };

@@ -87,3 +87,26 @@ fn secrets_are_not_printed_and_mistakes_are_refused() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not valid BIP39"));
     assert!(!b.exists());
 }
+
+#[test]
+fn sign_transfer_prints_a_body_the_protocol_verifier_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    let address = field(&ok(wallet(&["new", "--wallet", path_str(&a)], Some("pw"), "")), "address:").to_owned();
+    let to = "RTCabababababababababababababababababababab";
+    let out = ok(wallet(&["sign-transfer", "--wallet", path_str(&a), "--to", to, "--amount", "1.005", "--nonce", "42",
+                          "--memo", "rent", "--chain-id", "devnet"], Some("pw"), ""));
+    let spec = protocol::ChainSpec::builtin("devnet").unwrap();
+    let t = protocol::transfer::parse_transfer(&spec, out.trim().as_bytes()).unwrap();
+    assert_eq!((t.from_address.as_str(), t.to_address.as_str(), t.nonce, t.memo.as_str()), (address.as_str(), to, 42, "rent"));
+    assert_eq!(t.amount_i64, 1_004_999, "floor(1.005 * 1e6) as the reference computes it");
+    assert_eq!(t.chain_id.as_deref(), Some("devnet"));
+    // Signed for devnet: another network refuses it.
+    let main = protocol::ChainSpec::builtin("mainnet").unwrap();
+    assert_eq!(protocol::transfer::parse_transfer(&main, out.trim().as_bytes()).unwrap_err().code(), "WRONG_CHAIN_ID");
+    // Too small an amount and a wrong passphrase are refused before anything is printed.
+    let small = wallet(&["sign-transfer", "--wallet", path_str(&a), "--to", to, "--amount", "0.0000001", "--nonce", "1"], Some("pw"), "");
+    assert!(!small.status.success() && small.stdout.is_empty());
+    let wrong = wallet(&["sign-transfer", "--wallet", path_str(&a), "--to", to, "--amount", "1", "--nonce", "1"], Some("nope"), "");
+    assert!(!wrong.status.success() && String::from_utf8_lossy(&wrong.stderr).contains("wrong passphrase"));
+}
