@@ -179,10 +179,10 @@ pub fn parse_transfer(spec: &ChainSpec, bytes: &[u8]) -> Result<Transfer, Transf
         return Err(TransferError::InvalidField("memo", "is longer than 512 characters"));
     }
     let chain_id = string(&body, "chain_id")?;
-    if let Some(got) = chain_id {
-        if got != spec.network_id {
-            return Err(TransferError::WrongChain { expected: spec.network_id.clone(), got: got.to_owned() });
-        }
+    if let Some(got) = chain_id
+        && got != spec.network_id
+    {
+        return Err(TransferError::WrongChain { expected: spec.network_id.clone(), got: got.to_owned() });
     }
     let (Some(sig_hex), Some(pk_hex)) = (string(&body, "signature")?, string(&body, "public_key")?) else {
         return Err(TransferError::MissingSignature);
