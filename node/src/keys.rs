@@ -24,12 +24,18 @@ pub fn read_key(path: &Path) -> anyhow::Result<Keypair> {
 
 /// Write a new key file; refuses to overwrite an existing one.
 pub fn write_key(path: &Path, key: &Keypair) -> anyhow::Result<()> {
+    write_secret_file(path, format!("{}\n", hex::encode(key.seed())).as_bytes())
+}
+
+/// Create `path` with mode 0600 (readable by its owner only), write `contents` and sync; refuses
+/// to overwrite an existing file. Every file holding a secret is written through here.
+pub fn write_secret_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut f = opts.open(path).with_context(|| format!("creating key file {} (it must not exist yet)", path.display()))?;
-    writeln!(f, "{}", hex::encode(key.seed()))?;
+    f.write_all(contents)?;
     f.sync_all()?;
     Ok(())
 }

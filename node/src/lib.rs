@@ -20,4 +20,5 @@ pub mod relay;
 pub mod service;
 pub mod store;
 pub mod testnet;
+pub mod wallet;
 pub mod writer;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rustchain_node::config::{LogFormat, NodeArgs, NodeConfig};
-use rustchain_node::{attest, dbops, keys, service, testnet};
+use rustchain_node::{attest, dbops, keys, service, testnet, wallet};
 
 /// RustChain node: validates vintage-hardware attestations, settles every epoch deterministically,
 /// and serves the miners' HTTP API.
@@ -34,6 +34,72 @@ enum Command {
     /// Local multi-node networks.
     #[command(subcommand)]
     Testnet(TestnetCommand),
+    /// Wallet keys: 24 recovery words, an Ed25519 key derived from them (SLIP-0010, path
+    /// m/44'/21076'/0'/0'/0'), kept in a passphrase-encrypted key file (scrypt + ChaCha20-Poly1305,
+    /// mode 0600). Secrets are printed only when asked for with --show-mnemonic.
+    #[command(subcommand)]
+    Wallet(WalletCommand),
+}
+
+#[derive(clap::Args)]
+struct WalletFile {
+    /// The wallet key file.
+    #[arg(long, env = "RUSTCHAIN_WALLET", default_value = "rustchain-wallet.json")]
+    wallet: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum WalletCommand {
+    /// Create a wallet: 24 new recovery words, sealed into a new key file; prints the address.
+    New {
+        #[command(flatten)]
+        file: WalletFile,
+        #[command(flatten)]
+        passphrase: wallet::PassphraseArgs,
+        /// Also print the 24 recovery words (write them down: anyone who has them can spend).
+        #[arg(long)]
+        show_mnemonic: bool,
+    },
+    /// Restore a wallet from its recovery words, read from standard input (a hidden prompt on a
+    /// terminal; never from the command line), into a new key file.
+    Import {
+        #[command(flatten)]
+        file: WalletFile,
+        #[command(flatten)]
+        passphrase: wallet::PassphraseArgs,
+    },
+    /// Print the wallet's RTC address (no passphrase needed, unless --show-mnemonic).
+    Address {
+        #[command(flatten)]
+        file: WalletFile,
+        #[command(flatten)]
+        passphrase: wallet::PassphraseArgs,
+        /// Decrypt the key file and print the 24 recovery words too.
+        #[arg(long)]
+        show_mnemonic: bool,
+    },
+    /// Sign a transfer and print the JSON body for POST /wallet/transfer/signed (field format,
+    /// fee 0). Nothing is submitted.
+    SignTransfer {
+        #[command(flatten)]
+        file: WalletFile,
+        #[command(flatten)]
+        passphrase: wallet::PassphraseArgs,
+        /// The receiving address.
+        #[arg(long)]
+        to: String,
+        /// Amount in RTC, e.g. 0.25 (settled as floor(amount * 1e6) uRTC; at least 0.000001).
+        #[arg(long)]
+        amount: f64,
+        /// Must be greater than the last nonce this wallet used.
+        #[arg(long)]
+        nonce: i64,
+        #[arg(long, default_value = "")]
+        memo: String,
+        /// Bind the transfer to one network (its chain spec's network_id, e.g. mainnet).
+        #[arg(long)]
+        chain_id: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +151,7 @@ fn main() -> anyhow::Result<()> {
             println!("\nstart each node with (also in {}/commands.txt):\n{}", args.out.display(), t.commands);
             Ok(())
         }
+        Command::Wallet(cmd) => run_wallet(cmd),
         Command::Attest(args) => {
             init_logging(LogFormat::Text, "warn");
             rt.block_on(attest::run(args))
@@ -96,4 +163,55 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
     }
+}
+
+fn run_wallet(cmd: WalletCommand) -> anyhow::Result<()> {
+    let (file, mnemonic, pass, show) = match cmd {
+        WalletCommand::New { file, passphrase, show_mnemonic } => {
+            refuse_existing(&file.wallet)?;
+            (file, wallet::new_mnemonic(), passphrase.get(true)?, show_mnemonic)
+        }
+        WalletCommand::Import { file, passphrase } => {
+            refuse_existing(&file.wallet)?;
+            (file, wallet::read_words_from_stdin()?, passphrase.get(true)?, false)
+        }
+        WalletCommand::Address { file, passphrase, show_mnemonic } => {
+            let key_file = wallet::KeyFile::read(&file.wallet)?;
+            if show_mnemonic {
+                println!("mnemonic: {}", key_file.open(&passphrase.get(false)?)?);
+            }
+            println!("{}", key_file.address);
+            return Ok(());
+        }
+        WalletCommand::SignTransfer { file, passphrase, to, amount, nonce, memo, chain_id } => {
+            if protocol::transfer::amount_urtc(amount).is_none() {
+                anyhow::bail!("--amount {amount} is less than 0.000001 RTC (1 uRTC)");
+            }
+            if nonce < 0 {
+                anyhow::bail!("--nonce must not be negative");
+            }
+            let key_file = wallet::KeyFile::read(&file.wallet)?;
+            let key = wallet::key_of(&key_file.open(&passphrase.get(false)?)?);
+            let order = protocol::transfer::TransferOrder { to_address: to, amount_rtc: amount, memo, nonce, chain_id };
+            println!("{}", order.sign(&key));
+            return Ok(());
+        }
+    };
+    let key_file = wallet::KeyFile::seal(&mnemonic, &pass, wallet::SCRYPT_LOG_N)?;
+    key_file.write(&file.wallet)?;
+    println!("wallet file: {}", file.wallet.display());
+    println!("address:     {}", key_file.address);
+    println!("path:        {}", key_file.derivation_path);
+    if show {
+        println!("mnemonic:    {mnemonic}");
+    }
+    Ok(())
+}
+
+/// Checked before asking for words or a passphrase, so nobody types them for nothing.
+fn refuse_existing(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.exists() {
+        anyhow::bail!("wallet file {} already exists; choose another with --wallet", path.display());
+    }
+    Ok(())
 }

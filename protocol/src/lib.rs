@@ -11,6 +11,7 @@ pub mod multiplier;
 pub mod settlement;
 pub mod spec;
 pub mod testkit;
+pub mod transfer;
 pub mod wire;
 
 pub use crypto::Hash32;

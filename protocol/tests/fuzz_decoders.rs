@@ -1,5 +1,5 @@
 //! Fuzzing, proptest style, of every decoder that takes bytes from outside: the `/attest/submit`
-//! body (`parse_submission`), canonical JSON and its re-encoding, attestation records and
+//! body (`parse_submission`), the `/wallet/transfer/signed` body (`parse_transfer`), canonical JSON and its re-encoding, attestation records and
 //! settlements in CBOR (what peers send), and chain spec TOML. Each target feeds arbitrary bytes
 //! and structure-aware mutations of valid inputs, and checks that nothing panics and that what
 //! decodes round-trips.
@@ -16,6 +16,7 @@ use protocol::attestation::{self, AttestationRecord, Receipt, sign_request};
 use protocol::canonical_json;
 use protocol::crypto::Keypair;
 use protocol::settlement::{self, Settlement};
+use protocol::transfer::{self, TransferOrder};
 use protocol::ChainSpec;
 use serde_json::json;
 
@@ -73,6 +74,17 @@ fn seed_settlement() -> Settlement {
     let weights: BTreeMap<String, u64> =
         [("alice", 2_500_000_000), ("bob", 800_000_000), ("carol", 1)].iter().map(|(m, w)| (m.to_string(), *w)).collect();
     settlement::settle(&spec, 77, [3; 32], &weights).unwrap()
+}
+
+fn seed_transfer() -> serde_json::Value {
+    let order = TransferOrder {
+        to_address: "RTCabababababababababababababababababababab".into(),
+        amount_rtc: 0.25,
+        memo: "h\u{e9}llo \u{1F600}".into(),
+        nonce: 1_700_000_000,
+        chain_id: Some("devnet".into()),
+    };
+    order.sign(&miner_key())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,6 +250,27 @@ fn check_canonical(bytes: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// What must hold for any transfer `parse_transfer` accepts: the key derives to the sender, the
+/// signature verifies over the rebuilt message, which is canonical JSON (a fixed point), and the
+/// amount is a positive integer within the supply.
+fn check_transfer(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let spec = ChainSpec::builtin("devnet").unwrap();
+    if let Ok(t) = transfer::parse_transfer(&spec, bytes) {
+        prop_assert_eq!(protocol::crypto::address_of(&t.public_key), t.from_address.clone());
+        prop_assert!(protocol::crypto::verify(&t.public_key, t.message.as_bytes(), &t.signature).is_ok());
+        let canonical = canonical_json::parse(t.message.as_bytes()).map(|v| v.to_canonical());
+        prop_assert_eq!(canonical.ok(), Some(t.message.clone()));
+        prop_assert!(t.amount_i64 >= 1 && t.amount_i64 as u64 <= spec.total_supply_urtc);
+        prop_assert!(t.nonce >= 0);
+        prop_assert_eq!(t.tx_hash().len(), 32);
+    }
+    Ok(())
+}
+
+/// Fields of the transfer body, plus an unknown one (ignored: not part of the signed message).
+const TRANSFER_FIELDS: &[&str] =
+    &["from_address", "to_address", "amount_rtc", "fee_rtc", "memo", "nonce", "public_key", "signature", "chain_id", "extra"];
+
 fn check_record(bytes: &[u8]) -> Result<(), TestCaseError> {
     let spec = ChainSpec::builtin("devnet").unwrap();
     if let Ok(rec) = AttestationRecord::from_cbor(bytes) {
@@ -329,6 +362,51 @@ proptest! {
     }
 
     #[test]
+    fn transfer_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
+        check_transfer(&bytes)?;
+    }
+
+    #[test]
+    fn transfer_byte_mutations(edits in prop::collection::vec(byte_edit(), 1..6)) {
+        check_transfer(&apply(serde_json::to_vec(&seed_transfer()).unwrap(), &edits))?;
+    }
+
+    #[test]
+    fn transfer_field_mutations(edits in prop::collection::vec((0..TRANSFER_FIELDS.len(), prop::option::weighted(0.85, json_value())), 1..4)) {
+        let mut body = seed_transfer();
+        for (i, v) in edits {
+            let obj = body.as_object_mut().unwrap();
+            match v {
+                Some(v) => obj.insert(TRANSFER_FIELDS[i].to_string(), v),
+                None => obj.remove(TRANSFER_FIELDS[i]),
+            };
+        }
+        check_transfer(&serde_json::to_vec(&body).unwrap())?;
+    }
+
+    #[test]
+    fn transfer_orders_round_trip(
+        amount in 0.000001f64..8_000_000.0, nonce in 0i64..=i64::MAX, memo in ".{0,40}",
+        to in "[A-Za-z0-9._:-]{1,128}", chain in any::<bool>(),
+    ) {
+        // Whatever our signer makes, the verifier takes, with the amount floored to uRTC.
+        let order = TransferOrder { to_address: to, amount_rtc: amount, memo, nonce,
+                                    chain_id: chain.then(|| "devnet".to_string()) };
+        let body = serde_json::to_vec(&order.sign(&miner_key())).unwrap();
+        let spec = ChainSpec::builtin("devnet").unwrap();
+        match transfer::parse_transfer(&spec, &body) {
+            Ok(t) => {
+                prop_assert_eq!(Some(t.amount_i64), transfer::amount_urtc(amount));
+                prop_assert_eq!(t.nonce, nonce);
+            }
+            // The only refusals a well-formed order can meet: sending to itself, or an amount that floors to 0.
+            Err(e) => prop_assert!(order.to_address == miner_key().address()
+                                   || (e.code() == "AMOUNT_TOO_SMALL" && transfer::amount_urtc(amount).is_none()), "{}", e),
+        }
+        check_transfer(&body)?;
+    }
+
+    #[test]
     fn record_cbor_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
         check_record(&bytes)?;
     }
@@ -383,6 +461,7 @@ fn seeds_are_valid() {
     assert!(attestation::evaluate(&spec, &sub, 10).verdict.passed);
     seed_record().verify(&spec).unwrap();
     assert_eq!(Settlement::from_cbor(&seed_settlement().canonical_bytes()).unwrap(), seed_settlement());
+    transfer::parse_transfer(&spec, &serde_json::to_vec(&seed_transfer()).unwrap()).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,398 @@
+//! Signed transfers: a field wallet's `POST /wallet/transfer/signed` body parsed and checked, the
+//! message it signed rebuilt byte for byte (vector V6), and its transaction hash. Pure: the nonce
+//! order and the balance are judged elsewhere, against the replicated state.
+//!
+//! Amounts arrive as Python floats (`amount_rtc`). They are turned into integer micro-RTC once, here,
+//! exactly as the reference node does (`floor(amount_rtc * 1e6)` with one IEEE-754 double
+//! multiplication, which is correctly rounded and so identical on every platform); nothing after
+//! this module sees a float.
+
+use std::collections::BTreeMap;
+
+use crate::attestation::valid_miner_id;
+use crate::canonical_json::{self, Value};
+use crate::crypto::{self, KeyError, Keypair, address_of, sha256};
+use crate::spec::{ChainSpec, URTC_PER_RTC};
+
+/// Largest body accepted at `/wallet/transfer/signed`.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Longest memo, in characters.
+pub const MAX_MEMO_CHARS: usize = 512;
+
+/// Why a transfer is refused. `code()` is the stable machine-readable code.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum TransferError {
+    #[error("body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("body must be a JSON object")]
+    NotAnObject,
+    #[error("field `{0}` {1}")]
+    InvalidField(&'static str, &'static str),
+    #[error("amount_rtc must be at least 0.000001 RTC (1 uRTC after floor(amount_rtc * 1e6))")]
+    AmountTooSmall,
+    #[error("fee_rtc must be 0: this network charges no transfer fees yet")]
+    FeeNotSupported,
+    #[error("chain_id {got:?} is not this network's ({expected:?})")]
+    WrongChain { expected: String, got: String },
+    #[error("public_key derives to {derived}, not to from_address {claimed}")]
+    AddressMismatch { derived: String, claimed: String },
+    #[error("missing `signature` or `public_key`")]
+    MissingSignature,
+    #[error("{0}")]
+    InvalidSignature(KeyError),
+}
+
+impl TransferError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            TransferError::InvalidJson(_) | TransferError::NotAnObject => "INVALID_JSON",
+            TransferError::InvalidField(..) => "INVALID_FIELD",
+            TransferError::AmountTooSmall => "AMOUNT_TOO_SMALL",
+            TransferError::FeeNotSupported => "FEE_NOT_SUPPORTED",
+            TransferError::WrongChain { .. } => "WRONG_CHAIN_ID",
+            TransferError::AddressMismatch { .. } => "ADDRESS_MISMATCH",
+            TransferError::MissingSignature => "MISSING_SIGNATURE",
+            TransferError::InvalidSignature(_) => "INVALID_SIGNATURE",
+        }
+    }
+}
+
+/// A transfer whose fields and signature have been checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    pub from_address: String,
+    pub to_address: String,
+    /// `floor(amount_rtc * 1e6)`, at least 1.
+    pub amount_i64: i64,
+    pub nonce: i64,
+    pub memo: String,
+    pub chain_id: Option<String>,
+    pub public_key: [u8; 32],
+    pub signature: [u8; 64],
+    /// The signed bytes: canonical JSON of `{amount, fee, from, memo, nonce, to[, chain_id]}`.
+    pub message: String,
+}
+
+impl Transfer {
+    /// `hex(sha256(message_bytes + signature_bytes))[:32]`.
+    pub fn tx_hash(&self) -> String {
+        tx_hash(self.message.as_bytes(), &self.signature)
+    }
+}
+
+pub fn tx_hash(message: &[u8], signature: &[u8; 64]) -> String {
+    let mut bytes = Vec::with_capacity(message.len() + 64);
+    bytes.extend_from_slice(message);
+    bytes.extend_from_slice(signature);
+    hex::encode(sha256(&bytes))[..32].to_owned()
+}
+
+/// The signed message: the canonical JSON of `{"amount", "fee", "from", "memo", "nonce": "<decimal>",
+/// "to"[, "chain_id"]}` with the amounts written as Python floats.
+pub fn signed_message(
+    amount_rtc: f64,
+    fee_rtc: f64,
+    from: &str,
+    to: &str,
+    memo: &str,
+    nonce: i64,
+    chain_id: Option<&str>,
+) -> String {
+    let mut m = BTreeMap::new();
+    m.insert("amount".to_owned(), Value::Float(amount_rtc));
+    m.insert("fee".to_owned(), Value::Float(fee_rtc));
+    m.insert("from".to_owned(), Value::Str(from.to_owned()));
+    m.insert("memo".to_owned(), Value::Str(memo.to_owned()));
+    m.insert("nonce".to_owned(), Value::Str(nonce.to_string()));
+    m.insert("to".to_owned(), Value::Str(to.to_owned()));
+    if let Some(c) = chain_id {
+        m.insert("chain_id".to_owned(), Value::Str(c.to_owned()));
+    }
+    Value::Object(m).to_canonical()
+}
+
+/// `floor(amount_rtc * 1e6)` as the reference node computes it, or `None` when that is below 1 uRTC
+/// or not below 2^63.
+pub fn amount_urtc(amount_rtc: f64) -> Option<i64> {
+    let micro = (amount_rtc * URTC_PER_RTC as f64).floor();
+    // Both comparisons are false for NaN.
+    if micro >= 1.0 && micro < i64::MAX as f64 { Some(micro as i64) } else { None }
+}
+
+fn number(body: &Value, key: &'static str) -> Result<Option<f64>, TransferError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ (Value::Int(_) | Value::Float(_))) => match v.as_f64() {
+            Some(f) if f.is_finite() => Ok(Some(f)),
+            _ => Err(TransferError::InvalidField(key, "is out of range")),
+        },
+        Some(_) => Err(TransferError::InvalidField(key, "must be a number")),
+    }
+}
+
+fn string<'a>(body: &'a Value, key: &'static str) -> Result<Option<&'a str>, TransferError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Str(s)) => Ok(Some(s)),
+        Some(_) => Err(TransferError::InvalidField(key, "must be a string")),
+    }
+}
+
+/// Parse and check a `/wallet/transfer/signed` body against this network: field shapes, amount,
+/// fee, chain id, that `public_key` derives to `from_address`, then the signature (`verify_strict`).
+pub fn parse_transfer(spec: &ChainSpec, bytes: &[u8]) -> Result<Transfer, TransferError> {
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(TransferError::InvalidField("body", "is larger than 16 KiB"));
+    }
+    let body = canonical_json::parse(bytes).map_err(|e| TransferError::InvalidJson(e.to_string()))?;
+    if body.as_object().is_none() {
+        return Err(TransferError::NotAnObject);
+    }
+    let from = string(&body, "from_address")?.ok_or(TransferError::InvalidField("from_address", "is required"))?;
+    let to = string(&body, "to_address")?.ok_or(TransferError::InvalidField("to_address", "is required"))?;
+    if !valid_miner_id(to) {
+        return Err(TransferError::InvalidField("to_address", "must match ^[A-Za-z0-9._:-]{1,128}$"));
+    }
+    if to == from {
+        return Err(TransferError::InvalidField("to_address", "must differ from from_address"));
+    }
+    let amount_rtc = number(&body, "amount_rtc")?.ok_or(TransferError::InvalidField("amount_rtc", "is required"))?;
+    if amount_rtc * URTC_PER_RTC as f64 > spec.total_supply_urtc as f64 {
+        return Err(TransferError::InvalidField("amount_rtc", "exceeds the total supply"));
+    }
+    let amount_i64 = amount_urtc(amount_rtc).ok_or(TransferError::AmountTooSmall)?;
+    let fee_rtc = number(&body, "fee_rtc")?.unwrap_or(0.0);
+    if fee_rtc != 0.0 {
+        return Err(TransferError::FeeNotSupported);
+    }
+    let nonce = match body.get("nonce") {
+        Some(Value::Int(_)) => body
+            .get("nonce")
+            .and_then(Value::as_i64)
+            .filter(|n| *n >= 0)
+            .ok_or(TransferError::InvalidField("nonce", "must be an integer from 0 to 2^63-1"))?,
+        None | Some(Value::Null) => return Err(TransferError::InvalidField("nonce", "is required")),
+        Some(_) => return Err(TransferError::InvalidField("nonce", "must be an integer")),
+    };
+    let memo = string(&body, "memo")?.unwrap_or("");
+    if memo.chars().count() > MAX_MEMO_CHARS {
+        return Err(TransferError::InvalidField("memo", "is longer than 512 characters"));
+    }
+    let chain_id = string(&body, "chain_id")?;
+    if let Some(got) = chain_id
+        && got != spec.network_id
+    {
+        return Err(TransferError::WrongChain { expected: spec.network_id.clone(), got: got.to_owned() });
+    }
+    let (Some(sig_hex), Some(pk_hex)) = (string(&body, "signature")?, string(&body, "public_key")?) else {
+        return Err(TransferError::MissingSignature);
+    };
+    let signature = crypto::decode_hex::<64>("signature", sig_hex).map_err(TransferError::InvalidSignature)?;
+    let public_key = crypto::decode_hex::<32>("public_key", pk_hex).map_err(TransferError::InvalidSignature)?;
+    let derived = address_of(&public_key);
+    if derived != from {
+        return Err(TransferError::AddressMismatch { derived, claimed: from.to_owned() });
+    }
+    let message = signed_message(amount_rtc, fee_rtc, from, to, memo, nonce, chain_id);
+    crypto::verify(&public_key, message.as_bytes(), &signature).map_err(TransferError::InvalidSignature)?;
+    Ok(Transfer {
+        from_address: from.to_owned(),
+        to_address: to.to_owned(),
+        amount_i64,
+        nonce,
+        memo: memo.to_owned(),
+        chain_id: chain_id.map(str::to_owned),
+        public_key,
+        signature,
+        message,
+    })
+}
+
+/// What a wallet wants to send; `sign` makes the field-format body. Used by `rustchain wallet
+/// sign-transfer` and the tests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransferOrder {
+    pub to_address: String,
+    /// As the user wrote it, in RTC; becomes a Python float on the wire.
+    pub amount_rtc: f64,
+    pub memo: String,
+    pub nonce: i64,
+    pub chain_id: Option<String>,
+}
+
+impl TransferOrder {
+    /// The `/wallet/transfer/signed` body, signed by `key`, with `fee_rtc: 0`.
+    pub fn sign(&self, key: &Keypair) -> serde_json::Value {
+        let from = key.address();
+        let message =
+            signed_message(self.amount_rtc, 0.0, &from, &self.to_address, &self.memo, self.nonce, self.chain_id.as_deref());
+        let mut body = serde_json::json!({
+            "from_address": from,
+            "to_address": self.to_address,
+            "amount_rtc": self.amount_rtc,
+            "fee_rtc": 0,
+            "memo": self.memo,
+            "nonce": self.nonce,
+            "public_key": hex::encode(key.public()),
+            "signature": hex::encode(key.sign(message.as_bytes())),
+        });
+        if let Some(c) = &self.chain_id {
+            body["chain_id"] = c.clone().into();
+        }
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V6_SEED: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    const V6_BODY: &str = r#"{"from_address": "RTC56475aa75463474c0285df5dbf2bcab73da65135", "to_address": "RTCabababababababababababababababababababab", "amount_rtc": 0.25, "fee_rtc": 0, "memo": "hi", "nonce": 1700000000, "public_key": "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8", "signature": "56263fe74ea50e2c967b102b9d0dbfc70b1cad5ce684e7c79dce09127bf38b9dffdc737004dfac92a1c7c1d7c68e51a096810347f1a1e5847d53fd3b352f890e"}"#;
+    const V6_MESSAGE: &str = "{\"amount\":0.25,\"fee\":0.0,\"from\":\"RTC56475aa75463474c0285df5dbf2bcab73da65135\",\"memo\":\"hi\",\"nonce\":\"1700000000\",\"to\":\"RTCabababababababababababababababababababab\"}";
+
+    fn spec() -> ChainSpec {
+        ChainSpec::builtin("devnet").unwrap()
+    }
+
+    fn key() -> Keypair {
+        Keypair::from_seed(&crypto::decode_hex::<32>("seed", V6_SEED).unwrap())
+    }
+
+    fn order() -> TransferOrder {
+        TransferOrder {
+            to_address: "RTCabababababababababababababababababababab".into(),
+            amount_rtc: 1.5,
+            memo: "rent".into(),
+            nonce: 7,
+            chain_id: None,
+        }
+    }
+
+    fn parse_json(v: &serde_json::Value) -> Result<Transfer, TransferError> {
+        parse_transfer(&spec(), &serde_json::to_vec(v).unwrap())
+    }
+
+    #[test]
+    fn vector_v6_verifies_byte_exactly() {
+        let t = parse_transfer(&spec(), V6_BODY.as_bytes()).unwrap();
+        assert_eq!(t.message, V6_MESSAGE);
+        assert_eq!(t.tx_hash(), "62212b16bf6172e1a77ceb77b18fc40b");
+        assert_eq!(t.amount_i64, 250_000);
+        assert_eq!(t.nonce, 1_700_000_000);
+        assert_eq!(t.from_address, "RTC56475aa75463474c0285df5dbf2bcab73da65135");
+        assert_eq!(t.memo, "hi");
+        assert_eq!(t.chain_id, None);
+        // Our own signer produces the same body bytes that verify to the same message.
+        let order = TransferOrder {
+            to_address: t.to_address.clone(),
+            amount_rtc: 0.25,
+            memo: "hi".into(),
+            nonce: 1_700_000_000,
+            chain_id: None,
+        };
+        let body = order.sign(&key());
+        assert_eq!(body["signature"], "56263fe74ea50e2c967b102b9d0dbfc70b1cad5ce684e7c79dce09127bf38b9dffdc737004dfac92a1c7c1d7c68e51a096810347f1a1e5847d53fd3b352f890e");
+        assert_eq!(parse_json(&body).unwrap(), t);
+    }
+
+    #[test]
+    fn amounts_floor_like_the_reference() {
+        // Values from Python: math.floor(x * 1e6).
+        for (x, want) in [(0.29, Some(290_000)), (1.005, Some(1_004_999)), (1e-6, Some(1)), (1e-7, None), (0.0, None),
+                          (-1.0, None), (8388608.0, Some(8_388_608_000_000))] {
+            assert_eq!(amount_urtc(x), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn integer_amounts_sign_as_floats() {
+        let mut body = order().sign(&key());
+        // A wallet that sends `1` instead of `1.0` still signed "amount":1.0 (Python's float()).
+        body["amount_rtc"] = 2.into();
+        let msg = signed_message(2.0, 0.0, &key().address(), &order().to_address, "rent", 7, None);
+        assert!(msg.contains("\"amount\":2.0"));
+        body["signature"] = hex::encode(key().sign(msg.as_bytes())).into();
+        assert_eq!(parse_json(&body).unwrap().amount_i64, 2_000_000);
+    }
+
+    #[test]
+    fn chain_id_is_signed_and_checked() {
+        let mut o = order();
+        o.chain_id = Some(spec().network_id);
+        let t = parse_json(&o.sign(&key())).unwrap();
+        assert!(t.message.starts_with(&format!("{{\"amount\":1.5,\"chain_id\":\"{}\",\"fee\":0.0,", spec().network_id)));
+        // Signed for another network.
+        o.chain_id = Some("mainnet".into());
+        assert_eq!(parse_json(&o.sign(&key())).unwrap_err().code(), "WRONG_CHAIN_ID");
+        // Stripping the chain id from a body that signed one breaks the signature.
+        o.chain_id = Some(spec().network_id);
+        let mut body = o.sign(&key());
+        body.as_object_mut().unwrap().remove("chain_id");
+        assert_eq!(parse_json(&body).unwrap_err().code(), "INVALID_SIGNATURE");
+    }
+
+    #[test]
+    fn each_check_refuses_with_its_code() {
+        let good = order().sign(&key());
+        let other = Keypair::from_seed(&[9; 32]);
+        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+            ("amount_rtc", 0.0000009.into(), "AMOUNT_TOO_SMALL"),
+            ("amount_rtc", (-5).into(), "AMOUNT_TOO_SMALL"),
+            ("amount_rtc", "1.0".into(), "INVALID_FIELD"),
+            ("amount_rtc", 1e13.into(), "INVALID_FIELD"),
+            ("fee_rtc", 0.01.into(), "FEE_NOT_SUPPORTED"),
+            ("fee_rtc", 1.into(), "FEE_NOT_SUPPORTED"),
+            ("nonce", "7".into(), "INVALID_FIELD"),
+            ("nonce", (-1).into(), "INVALID_FIELD"),
+            ("nonce", 7.5.into(), "INVALID_FIELD"),
+            ("memo", 3.into(), "INVALID_FIELD"),
+            ("memo", "x".repeat(513).into(), "INVALID_FIELD"),
+            ("to_address", "bad address!".into(), "INVALID_FIELD"),
+            ("to_address", key().address().into(), "INVALID_FIELD"),
+            ("from_address", other.address().into(), "ADDRESS_MISMATCH"),
+            ("public_key", hex::encode(other.public()).into(), "ADDRESS_MISMATCH"),
+            ("public_key", "abcd".into(), "INVALID_SIGNATURE"),
+            ("signature", serde_json::Value::Null, "MISSING_SIGNATURE"),
+            ("chain_id", 1.into(), "INVALID_FIELD"),
+            ("memo", "rent!".into(), "INVALID_SIGNATURE"),
+            ("amount_rtc", 1.6.into(), "INVALID_SIGNATURE"),
+            ("nonce", 8.into(), "INVALID_SIGNATURE"),
+        ];
+        for (field, value, code) in cases {
+            let mut body = good.clone();
+            body[field] = value.clone();
+            let err = parse_json(&body).unwrap_err();
+            assert_eq!(err.code(), code, "{field} = {value}: {err}");
+        }
+        assert!(parse_json(&good).is_ok());
+        assert_eq!(parse_transfer(&spec(), b"[1]").unwrap_err(), TransferError::NotAnObject);
+        assert_eq!(parse_transfer(&spec(), b"{").unwrap_err().code(), "INVALID_JSON");
+        assert_eq!(parse_transfer(&spec(), &vec![b' '; MAX_BODY_BYTES + 1]).unwrap_err().code(), "INVALID_FIELD");
+        // The error says what to do.
+        assert!(TransferError::FeeNotSupported.to_string().contains("must be 0"));
+    }
+
+    #[test]
+    fn missing_memo_and_fee_default_to_empty_and_zero() {
+        let mut o = order();
+        o.memo = String::new();
+        let mut body = o.sign(&key());
+        let obj = body.as_object_mut().unwrap();
+        obj.remove("memo");
+        obj.remove("fee_rtc");
+        let t = parse_json(&body).unwrap();
+        assert!(t.message.contains("\"fee\":0.0") && t.message.contains("\"memo\":\"\""));
+    }
+
+    #[test]
+    fn tx_hash_depends_on_message_and_signature() {
+        let a = parse_json(&order().sign(&key())).unwrap();
+        let mut o = order();
+        o.nonce += 1;
+        let b = parse_json(&o.sign(&key())).unwrap();
+        assert_ne!(a.tx_hash(), b.tx_hash());
+        assert_eq!(a.tx_hash().len(), 32);
+        assert_eq!(a.tx_hash(), tx_hash(a.message.as_bytes(), &a.signature));
+    }
+}
