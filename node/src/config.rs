@@ -118,6 +118,9 @@ pub struct NodeArgs {
     /// Scheduled backups kept in --backup-dir; older ones are deleted. [default: 7]
     #[arg(long, env = "RUSTCHAIN_BACKUP_KEEP", value_name = "N")]
     pub backup_keep: Option<usize>,
+    /// Database page cache in MiB (memory kept for recently used pages). [default: 32]
+    #[arg(long, env = "RUSTCHAIN_DB_CACHE_MB", value_name = "MIB")]
+    pub db_cache_mb: Option<u64>,
     /// Ergo node REST API (plain http, e.g. http://127.0.0.1:9053). The primary anchors every
     /// certified settlement hash there; any node uses it to verify anchors. [default: none:
     /// anchoring off]
@@ -167,6 +170,7 @@ struct FileConfig {
     backup_dir: Option<PathBuf>,
     backup_every: Option<HumanDuration>,
     backup_keep: Option<usize>,
+    db_cache_mb: Option<u64>,
     ergo_url: Option<String>,
     ergo_api_key_file: Option<PathBuf>,
     ergo_address: Option<String>,
@@ -208,6 +212,7 @@ pub struct NodeConfig {
     pub backup_dir: Option<PathBuf>,
     pub backup_every: HumanDuration,
     pub backup_keep: usize,
+    pub db_cache_mb: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ergo_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -262,6 +267,7 @@ impl NodeConfig {
             backup_dir: args.backup_dir.clone().or(file.backup_dir),
             backup_every: args.backup_every.or(file.backup_every).unwrap_or(HumanDuration::secs(6 * 3600)),
             backup_keep: args.backup_keep.or(file.backup_keep).unwrap_or(7),
+            db_cache_mb: args.db_cache_mb.or(file.db_cache_mb).unwrap_or((crate::store::DEFAULT_CACHE_BYTES >> 20) as u64),
             ergo_url: args.ergo_url.clone().or(file.ergo_url).filter(|u| !u.trim().is_empty()),
             ergo_api_key_file: args.ergo_api_key_file.clone().or(file.ergo_api_key_file),
             ergo_address: args.ergo_address.clone().or(file.ergo_address).filter(|a| !a.trim().is_empty()),
@@ -275,6 +281,9 @@ impl NodeConfig {
         }
         if self.backup_every.0 < Duration::from_secs(60) {
             bail!("backup_every must be at least 1m");
+        }
+        if self.db_cache_mb == 0 {
+            bail!("db_cache_mb must be at least 1");
         }
         if self.backup_keep == 0 {
             bail!("backup_keep must be at least 1");
@@ -291,6 +300,10 @@ impl NodeConfig {
             bail!("metrics_addr and http_addr must differ");
         }
         Ok(self)
+    }
+
+    pub fn db_cache_bytes(&self) -> usize {
+        usize::try_from(self.db_cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 
     /// Where the node keeps its database.

@@ -121,7 +121,22 @@ fn init_logging(format: LogFormat, filter: &str) {
     }
 }
 
+/// glibc gives every thread that allocates under contention its own malloc arena (up to 8 per
+/// core) and rarely returns their free pages: a relay holding 100,000 records sat at ~150-160 MB
+/// resident with the default, ~100 MB with two arenas (docs/BENCHMARKS.md, "Mesh"). Must run
+/// before the runtime starts its threads.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     match cli.command {

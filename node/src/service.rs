@@ -168,7 +168,8 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         epoch = current_epoch, "database open"
     );
     let reopen_path = db_path.clone();
-    let db = Arc::new(DbHandle::new(db, move || store::open_file(&reopen_path)));
+    let cache = cfg.db_cache_bytes();
+    let db = Arc::new(DbHandle::new(db, move || store::open_file_with_cache(&reopen_path, cache)));
 
     let (writer, writer_handle) = Writer::spawn(db.clone(), spec.clone(), tallies.clone(), metrics.clone(), 8192);
     let backups = Backups::default();
@@ -367,8 +368,8 @@ fn remove_stale_partials(dir: &Path) {
 fn open_db(cfg: &NodeConfig, spec: &ChainSpec, epoch: u64) -> anyhow::Result<Database> {
     let path = cfg.db_path();
     let opened = {
-        let (p, s) = (path.clone(), spec.clone());
-        std::panic::catch_unwind(move || store::open(&p, &s, epoch))
+        let (p, s, cache) = (path.clone(), spec.clone(), cfg.db_cache_bytes());
+        std::panic::catch_unwind(move || store::open(&p, &s, epoch, cache))
     };
     let err = match opened {
         Ok(Ok(db)) => return Ok(db),

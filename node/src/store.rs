@@ -203,11 +203,20 @@ pub enum Refusal {
 /// Open (or create) the node's database file. Every page checksum is verified on open, so a file
 /// damaged on disk is refused here rather than trusted (a plain open may panic on one).
 pub fn open_file(path: &Path) -> Result<Database, StoreError> {
-    Ok(Builder::new().set_check_integrity_on_open(true).create(path)?)
+    open_file_with_cache(path, DEFAULT_CACHE_BYTES)
 }
 
-pub fn open(path: &Path, spec: &ChainSpec, current_epoch: u64) -> Result<Database, StoreError> {
-    init(open_file(path)?, spec, current_epoch)
+/// redb's page cache (its default is 1 GiB, which a node would fill with old records and keep
+/// resident). Recent pages are what the writer and the reads touch.
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+
+/// [`open_file`] with a page cache of `cache_bytes`.
+pub fn open_file_with_cache(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    Ok(Builder::new().set_check_integrity_on_open(true).set_cache_size(cache_bytes).create(path)?)
+}
+
+pub fn open(path: &Path, spec: &ChainSpec, current_epoch: u64, cache_bytes: usize) -> Result<Database, StoreError> {
+    init(open_file_with_cache(path, cache_bytes)?, spec, current_epoch)
 }
 
 /// Create the schema in a new database, or check an existing one's schema version and network.

@@ -450,7 +450,7 @@ mod tests {
     fn tallies_count_new_enrollments_per_epoch() {
         let dir = tempfile::tempdir().unwrap();
         let spec = ChainSpec::builtin("devnet").unwrap();
-        let db = store::open(&dir.path().join("db.redb"), &spec, 10).unwrap();
+        let db = store::open(&dir.path().join("db.redb"), &spec, 10, store::DEFAULT_CACHE_BYTES).unwrap();
         let t = Tallies::load(&db, 10).unwrap();
         assert_eq!((t.enrolled(9), t.enrolled(10), t.enrolled(11)), (None, Some(0), Some(0)));
         t.add_enrollment(10);
