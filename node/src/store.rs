@@ -1107,7 +1107,7 @@ mod tests {
     fn a_new_database_is_consistent_and_copies_whole() {
         let dir = tempfile::tempdir().unwrap();
         let spec = ChainSpec::builtin("devnet").unwrap();
-        let db = open(&dir.path().join("a.redb"), &spec, 3).unwrap();
+        let db = open(&dir.path().join("a.redb"), &spec, 3, DEFAULT_CACHE_BYTES).unwrap();
         {
             let w = db.begin_write().unwrap();
             settle_epoch(&w, &spec, 3).unwrap();
