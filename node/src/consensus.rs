@@ -184,8 +184,10 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
 
 async fn next_round(node: &Arc<Node>, epoch: u64, round: u32) {
     if let Some(net) = node.net.clone() {
-        // A certificate formed elsewhere? Fetch it (and the record) from peers.
-        for peer in net.state.connected_peers().into_iter().filter(|_| !node.certifies_alone()) {
+        // A certificate formed elsewhere? Fetch it (and the record) from peers; alone, no peer's
+        // certificate can certify anything here.
+        let peers = if node.certifies_alone() { Vec::new() } else { net.state.connected_peers() };
+        for peer in peers {
             if let Ok(Response::Epoch { settlement, certificate: Some(cert) }) = net.request(peer, Request::GetEpoch { epoch }).await {
                 if cert.epoch == epoch && cert.verify(&node.spec, &node.validators).is_ok() {
                     finalize(node, cert, settlement).await;
