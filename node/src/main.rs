@@ -77,6 +77,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Testnet(TestnetCommand::Init(args)) => {
+            if let Some(spec) = testnet::existing(&args) {
+                println!("{} already holds a testnet ({}); kept as it is (--keep-existing)", args.out.display(), spec.display());
+                return Ok(());
+            }
             let t = testnet::init(&args, rustchain_node::service::Clock.now_unix())?;
             println!("chain spec: {}", t.spec_path.display());
             for (dir, peer, role) in &t.nodes {

@@ -189,6 +189,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                 bootnodes.push(addr);
             }
         }
+        // A chain spec may list every node of a network, this one included: never dial ourselves.
+        let own = *swarm.local_peer_id();
+        bootnodes.retain(|a| !matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(p)) if p == own));
         let net_cfg = NetConfig { listen: cfg.p2p_addr.clone(), bootnodes, role: cfg.role, history_epochs: cfg.history_epochs };
         let (handle, events, task) = network::start(swarm, net_cfg, spec.clone(), validators.clone(), db.clone(), p2p_metrics, stop_rx.clone())?;
         net_task = Some(task);
