@@ -183,7 +183,9 @@ fn behaviour(key: &identity::Keypair, s: &SwarmSettings) -> Result<Behaviour, Bo
         gossipsub,
         kad,
         identify,
-        ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
+        // Two pings in a row unanswered (libp2p forgives the first) close the connection: a
+        // dead connection is noticed within about 25 s (network.rs).
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5)).with_timeout(Duration::from_secs(10))),
         sync,
     })
 }

@@ -36,6 +36,13 @@ impl Clock {
     pub fn now_unix(&self) -> u64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
     }
+
+    /// Time left until unix second `t` begins (zero once it has), to the millisecond, so that
+    /// nodes with the same clock act at the same moment rather than up to a second apart.
+    pub fn until_unix(&self, t: u64) -> Duration {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Duration::from_secs(t).saturating_sub(now)
+    }
 }
 
 /// What every handler and task shares.

@@ -368,10 +368,10 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
             Origin::Peer => Ok(Inserted::default()),
         });
     }
-    if a.origin == Origin::Peer && w.open_table(APPLIED)?.get(a.epoch)?.is_some() {
-        // The epoch is final: a late record changes nothing and is not kept.
-        return Ok(Ok(Inserted::default()));
-    }
+    // A relayed record of a final epoch (its certified settlement applied) is kept too: the
+    // registry is the union of every verified record, so that a node cut off while the epoch was
+    // certified ends up holding the same records as the others. It changes nothing settled:
+    // settle_epoch never recomputes a final epoch.
     let mut nonces = w.open_table(USED_NONCES)?;
     if a.origin == Origin::Miner {
         if nonces.get(a.record.receipt.nonce.as_str())?.is_some() {
