@@ -1053,6 +1053,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_relayed_record_of_a_final_epoch_is_kept_and_changes_nothing_settled() {
+        use protocol::attestation::{self, Receipt};
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ChainSpec::builtin("devnet").unwrap();
+        let db = open(&dir.path().join("a.redb"), &spec, 3).unwrap();
+        let w = db.begin_write().unwrap();
+        let (settled, _) = settle_epoch(&w, &spec, 3).unwrap();
+        let cert = EpochCertificate { epoch: 3, round: 0, settlement_hash: settled.hash(), votes: vec![] };
+        assert!(matches!(apply_certificate(&w, &cert, None).unwrap(), Applied::Now { .. }));
+        w.commit().unwrap();
+
+        // A record accepted elsewhere in epoch 3 reaches this node only now.
+        let key = crate::sim::miner_key(9, 1);
+        let sub = attestation::parse_submission(&crate::sim::signed_body(&key, 1, "late-1", "late-nonce")).unwrap();
+        let slot = spec.first_slot(3) + 1;
+        let eval = attestation::evaluate(&spec, &sub, slot);
+        let payload = sub.payload();
+        let id = payload.id();
+        let receipt = Receipt::sign(&spec, &crate::sim::miner_key(9, 2), &id, slot, &sub.nonce);
+        let late = NewAttestation {
+            origin: Origin::Peer,
+            record: AttestationRecord { payload, receipt },
+            id,
+            epoch: 3,
+            claim: StoredClaim::new(&sub, &eval, slot),
+            nonce_expires: 0,
+        };
+        let w = db.begin_write().unwrap();
+        assert!(insert_attestation(&w, &late).unwrap().unwrap().new);
+        let (again, changed) = settle_epoch(&w, &spec, 3).unwrap();
+        w.commit().unwrap();
+        assert!(has_record(&db, &id).unwrap(), "the registry holds the late record");
+        assert_eq!(epoch_digest(&db, 3).unwrap().count, 1);
+        assert_eq!((again.hash(), changed), (settled.hash(), false), "the final settlement stays the certified one");
+        assert_eq!(settlement(&db, 3).unwrap().unwrap().hash(), settled.hash());
+        assert!(check_consistency(&db, Some(&spec)).unwrap().problems.is_empty());
+    }
+
+    #[test]
     fn a_new_database_is_consistent_and_copies_whole() {
         let dir = tempfile::tempdir().unwrap();
         let spec = ChainSpec::builtin("devnet").unwrap();
