@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
-use protocol::attestation::sign_request;
-use protocol::crypto::{Keypair, sha256};
+use rustchain_node::sim::{miner_id, miner_key, signed_body};
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug, Clone)]
@@ -80,70 +79,6 @@ fn main() -> anyhow::Result<()> {
         tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()?
     };
     rt.block_on(run(args))
-}
-
-fn miner_key(seed: u8, i: usize) -> Keypair {
-    let mut s = [0u8; 32];
-    s[0] = seed;
-    s[1] = 0xbe;
-    s[24..].copy_from_slice(&(i as u64).to_be_bytes());
-    Keypair::from_seed(&s)
-}
-
-fn miner_id(seed: u8, i: usize) -> String {
-    format!("load-{seed}-{i:07}")
-}
-
-/// A signed body shaped like `rustchain attest` output from an x86-64 Linux box (~2 KB).
-fn signed_body(key: &Keypair, i: usize, miner_id: &str, nonce: &str) -> Vec<u8> {
-    let wallet = key.address();
-    // The first ten /proc/cpuinfo flags (a full report lists up to 64, ~3.3 KB in all).
-    let flags = ["fpu", "vme", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic"];
-    let x86 = ["sse", "sse2", "ssse3", "sse4_1", "sse4_2", "avx", "fma", "f16c"];
-    let jitter = (i % 997) as f64 / 1e6;
-    let commitment = hex::encode(sha256(format!("{nonce}|{wallet}|{i}").as_bytes()));
-    let mut req = json!({
-        "miner": wallet,
-        "miner_id": miner_id,
-        "nonce": nonce,
-        "report": {"nonce": nonce, "commitment": commitment, "derived": {}, "entropy_score": 0.7 + jitter},
-        "device": {
-            "family": "x86_64", "arch": "modern", "model": "AMD Ryzen 7 5800X 8-Core Processor",
-            "cpu": "AMD Ryzen 7 5800X 8-Core Processor", "cores": 16, "memory_gb": 32,
-            "serial": format!("LOADSN{:02x}{i:08}", key.public()[0]), "machine": format!("box-{i}"),
-        },
-        "signals": {"macs": [format!("2c:f0:5d:{:02x}:{:02x}:{:02x}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff)],
-                    "hostname": format!("box-{i}")},
-        "fingerprint": {
-            "all_passed": true,
-            "checks": {
-                "clock_drift": {"passed": true, "data": {
-                    "samples": 200, "inner_iterations": 5000, "mean_ns": 231877, "stddev_ns": 4123,
-                    "stdev_ns": 4123, "min_ns": 226001, "max_ns": 262340, "cv": 0.017781 + jitter, "drift_stdev": 5012}},
-                "cache_timing": {"passed": true, "data": {
-                    "arch": "x86_64", "l1_ns": 1.212, "l2_ns": 3.874, "l3_ns": 11.52, "l2_l1_ratio": 3.196,
-                    "l3_l2_ratio": 2.974, "l3_l1_ratio": 9.505, "hierarchy_ratio": 9.505, "l1_bytes": 16384,
-                    "l2_bytes": 262144, "l3_bytes": 8388608, "loads_per_trial": 1000000, "trials": 5}},
-                "simd_identity": {"passed": true, "data": {
-                    "arch": "x86_64", "flag_source": "/proc/cpuinfo", "flag_count": 118, "simd_flags_count": 118,
-                    "has_sse": true, "has_avx": true, "has_neon": false, "has_altivec": false, "has_vsx": false,
-                    "x86_features": x86, "sample_flags": flags}},
-                "thermal_drift": {"passed": true, "data": {
-                    "samples": 50, "inner_iterations": 20000, "load_ms": 1500.3, "load_rounds": 212,
-                    "cold_avg_ns": 512344, "hot_avg_ns": 519870, "cold_stdev": 9121, "hot_stdev": 10442,
-                    "drift_ratio": 1.0147, "thermal_zone_count": 2, "max_temp_c_before": 41.25, "max_temp_c_after": 55.5, "temp_delta_c": 14.25}},
-                "instruction_jitter": {"passed": true, "data": {
-                    "samples": 100, "mean_ns": 88412, "stddev_ns": 2311, "cv": 0.026139, "int_avg_ns": 30110,
-                    "fp_avg_ns": 31544, "branch_avg_ns": 26758}},
-                "anti_emulation": {"passed": true, "data": {
-                    "vm_indicators": [], "indicator_count": 0, "is_likely_vm": false, "hypervisor_flag": false,
-                    "dmi_fields_readable": 6, "paths_checked": 14}},
-            },
-        },
-        "warthog": null,
-    });
-    sign_request(key, req.as_object_mut().expect("object"));
-    serde_json::to_vec(&req).expect("serializes")
 }
 
 async fn attestation_count(client: &reqwest::Client, base: &str) -> anyhow::Result<u64> {

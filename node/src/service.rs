@@ -270,7 +270,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
 
     let mut writer_handle = writer_handle;
     tokio::select! {
-        _ = shutdown_signal() => {}
+        signal = shutdown_signal() => tracing::info!("{signal} received"),
         res = &mut writer_handle => {
             // Without its writer the node can acknowledge nothing: stop, so the supervisor restarts it.
             tracing::error!(result = ?res, "the database writer stopped unexpectedly; exiting");
@@ -362,7 +362,8 @@ fn open_db(cfg: &NodeConfig, spec: &ChainSpec, epoch: u64) -> anyhow::Result<Dat
     )
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM, naming the signal.
+pub async fn shutdown_signal() -> &'static str {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -378,7 +379,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received"),
-        _ = term => tracing::info!("SIGTERM received"),
+        _ = ctrl_c => "SIGINT",
+        _ = term => "SIGTERM",
     }
 }

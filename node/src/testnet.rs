@@ -203,3 +203,58 @@ fn host_port(host: &str, port: u16) -> String {
 pub fn peer_id_of(dir: &Path) -> anyhow::Result<String> {
     Ok(p2p::identity_of(&keys::read_key(&keys::node_key_path(dir))?).public().to_peer_id().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        init: InitArgs,
+    }
+
+    fn args(extra: &[&str]) -> InitArgs {
+        Cli::parse_from([&["init"][..], extra].concat()).init
+    }
+
+    #[test]
+    fn a_compose_testnet_lists_every_node_by_name_in_its_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("net");
+        // Volume mount points: empty directories are fine.
+        std::fs::create_dir_all(out.join("node-0")).unwrap();
+        let a = args(&["--out", out.to_str().unwrap(), "--validators", "2", "--relays", "1", "--spec-bootnodes",
+                       "--hosts", "primary,relay1,archive", "--base-p2p-port", "8545", "--base-http-port", "8099"]);
+        let t = init(&a, 1_000).unwrap();
+        let spec = ChainSpec::from_toml(&std::fs::read_to_string(&t.spec_path).unwrap()).unwrap();
+        assert_eq!(spec.validators.len(), 2);
+        let expected: Vec<String> =
+            t.nodes.iter().zip(["primary", "relay1", "archive"]).map(|((_, peer, _), h)| format!("/dns4/{h}/tcp/8545/p2p/{peer}")).collect();
+        assert_eq!(spec.bootnodes, expected);
+        assert_eq!(t.nodes.iter().map(|n| n.2).collect::<Vec<_>>(), ["primary", "relay", "archive"]);
+        assert!(t.commands.contains("--http-addr 0.0.0.0:8099 --p2p-addr /ip4/0.0.0.0/tcp/8545"), "{}", t.commands);
+        assert!(!t.commands.contains("--bootnodes"), "the spec carries them");
+
+        // A second init into the same place refuses, unless told to keep what is there.
+        assert!(init(&a, 2_000).is_err());
+        assert_eq!(existing(&a), None);
+        assert_eq!(existing(&args(&["--out", out.to_str().unwrap(), "--keep-existing"])), Some(t.spec_path.clone()));
+    }
+
+    #[test]
+    fn a_loopback_testnet_counts_ports_up_and_checks_its_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = init(&args(&["--out", dir.path().join("n").to_str().unwrap(), "--validators", "2", "--relays", "0"]), 1_000).unwrap();
+        let first = t.commands.lines().next().unwrap();
+        assert!(first.contains("--http-addr 127.0.0.1:8100 --p2p-addr /ip4/127.0.0.1/tcp/9100"), "{first}");
+        let second = t.commands.lines().nth(1).unwrap();
+        assert!(second.contains("--p2p-addr /ip4/127.0.0.1/tcp/9101 --bootnodes /ip4/127.0.0.1/tcp/9100/p2p/"), "{second}");
+        let bad = |h: &str| init(&args(&["--out", dir.path().join(h.len().to_string()).to_str().unwrap(), "--validators", "1", "--relays", "0", "--hosts", h]), 1);
+        assert!(bad("a,b").is_err(), "two hosts for one node");
+        assert!(bad("not a host").is_err());
+        assert_eq!(p2p_addr("::1", 7, "P"), "/ip6/::1/tcp/7/p2p/P");
+        assert_eq!(host_port("::1", 7), "[::1]:7");
+    }
+}
