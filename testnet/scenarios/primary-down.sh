@@ -13,12 +13,14 @@ start=$SECONDS
 log "epoch $e0: primary stopped"
 relay=$(container_of relay1)
 wait_epoch $((e0 + 2)) "$relay"
-# Without the primary: every attestation acknowledged so far is on every remaining node, and they
-# agree on certificates up to an epoch that passed entirely without the primary.
-cp "$RUN_DIR/$ledger" "$RUN_DIR/primary-down.during"
+# Without the primary: every attestation the relays acknowledged so far is on every remaining
+# node, and they agree on certificates up to an epoch that passed entirely without the primary.
+# (What the primary acknowledged in its last moments may not have left it before it stopped: the
+# final check, with the primary back, covers those.)
+grep -v ' http://primary:8099 ' "$RUN_DIR/$ledger" >"$RUN_DIR/primary-down.during" || true
 others=$(node_urls | tr ',' '\n' | grep -v '^primary=' | paste -sd, -)
 tool testnet check --nodes "$others" --ledger /run-dir/primary-down.during --wait 180s --min-certified $((e0 + 1)) --compare 2
-log "without the primary: $(ledger_count primary-down.during) acknowledged attestations on every relay, epoch $((e0 + 1)) certified; restarting it after $((SECONDS - start)) s"
+log "without the primary: the $(ledger_count primary-down.during) attestations the relays acknowledged are on every relay, epoch $((e0 + 1)) certified; restarting the primary after $((SECONDS - start)) s"
 docker start "$primary" >/dev/null
 wait_healthy "$primary" 180
 miners_stop
