@@ -174,7 +174,8 @@ async fn resolve(node: &Arc<Node>, cert: EpochCertificate) {
     node.mismatches.lock().expect("lock").remove(&epoch);
 }
 
-/// Rounds and certificate catch-up: every second, look at settled epochs without a certificate.
+/// Rounds and certificate catch-up: every second, look at settled epochs that are not final (no
+/// certificate, or a certificate whose settlement record we could not get yet).
 pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -187,7 +188,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         let now = node.clock.now_unix();
         let current = node.spec.epoch_at(now);
         let from = current.saturating_sub(node.history_epochs.max(2));
-        let Ok(open) = node.db.get().and_then(|db| store::uncertified_settled(&db, from)) else { continue };
+        let Ok(open) = node.db.get().and_then(|db| store::unfinished_settled(&db, from)) else { continue };
         let timeout = ROUND_TIMEOUT_SLOTS * node.spec.slot_seconds;
         for epoch in open {
             let round = *node.rounds.lock().expect("rounds lock").entry(epoch).or_insert(0);

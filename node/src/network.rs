@@ -241,6 +241,15 @@ impl EventLoop {
     }
 
     fn maintain(&mut self) {
+        // Bootnodes we are not connected to (one came back after we had found other peers).
+        let connected = self.state.connected_peers();
+        for addr in self.bootnodes.clone() {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                if !connected.contains(&peer) && !connected.is_empty() {
+                    let _ = self.swarm.dial(addr);
+                }
+            }
+        }
         if self.state.peer_count() > 0 {
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }

@@ -649,14 +649,15 @@ pub fn last_certified(db: &Database) -> Result<Option<u64>, StoreError> {
     Ok(t.last()?.map(|(k, _)| k.value()))
 }
 
-/// Settled epochs (from `from`) that have no certificate yet.
-pub fn uncertified_settled(db: &Database, from: u64) -> Result<Vec<u64>, StoreError> {
+/// Settled epochs from `from` on that are not final yet: no certificate, or a certificate whose
+/// settlement record this node does not hold (a mismatch still being resolved).
+pub fn unfinished_settled(db: &Database, from: u64) -> Result<Vec<u64>, StoreError> {
     let r = db.begin_read()?;
-    let certs = r.open_table(CERTIFICATES)?;
+    let applied = r.open_table(APPLIED)?;
     let mut out = Vec::new();
     for row in r.open_table(SETTLEMENTS)?.range(from..)? {
         let e = row?.0.value();
-        if certs.get(e)?.is_none() {
+        if applied.get(e)?.is_none() {
             out.push(e);
         }
     }
