@@ -1053,12 +1053,18 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
 mod tests {
     use super::*;
 
+    /// A new devnet database whose first epoch is 3, in `dir`.
+    fn devnet_db(dir: &tempfile::TempDir) -> (ChainSpec, Database) {
+        let spec = ChainSpec::builtin("devnet").unwrap();
+        let db = open(&dir.path().join("a.redb"), &spec, 3).unwrap();
+        (spec, db)
+    }
+
     #[test]
     fn a_relayed_record_of_a_final_epoch_is_kept_and_changes_nothing_settled() {
         use protocol::attestation::{self, Receipt};
         let dir = tempfile::tempdir().unwrap();
-        let spec = ChainSpec::builtin("devnet").unwrap();
-        let db = open(&dir.path().join("a.redb"), &spec, 3).unwrap();
+        let (spec, db) = devnet_db(&dir);
         let w = db.begin_write().unwrap();
         let (settled, _) = settle_epoch(&w, &spec, 3).unwrap();
         let cert = EpochCertificate { epoch: 3, round: 0, settlement_hash: settled.hash(), votes: vec![] };
@@ -1095,8 +1101,7 @@ mod tests {
     #[test]
     fn a_new_database_is_consistent_and_copies_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = ChainSpec::builtin("devnet").unwrap();
-        let db = open(&dir.path().join("a.redb"), &spec, 3).unwrap();
+        let (spec, db) = devnet_db(&dir);
         {
             let w = db.begin_write().unwrap();
             settle_epoch(&w, &spec, 3).unwrap();
