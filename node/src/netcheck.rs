@@ -162,10 +162,26 @@ pub fn table(views: &[NodeView], compare: u64) -> String {
     out
 }
 
+/// An HTTP client error with its causes ("error sending request: … Connection refused"), without
+/// the URL (the caller names the node).
+pub fn http_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
+}
+
 async fn get_json(client: &reqwest::Client, url: &str) -> Result<(u16, Value), String> {
-    let resp = client.get(url).send().await.map_err(|e| e.without_url().to_string())?;
+    let resp = client.get(url).send().await.map_err(http_error)?;
     let status = resp.status().as_u16();
-    let body = resp.json().await.map_err(|e| format!("{url}: {}", e.without_url()))?;
+    let body = resp.json().await.map_err(|e| format!("{url}: {}", http_error(e)))?;
     Ok((status, body))
 }
 
@@ -318,7 +334,7 @@ pub async fn probe(url: &str, timeout: Duration) -> anyhow::Result<i32> {
             Ok(if status.is_success() { 0 } else { 1 })
         }
         Err(e) => {
-            println!("no answer from {url}: {}", e.without_url());
+            println!("no answer from {url}: {}", http_error(e));
             Ok(1)
         }
     }

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::config::HumanDuration;
+use crate::netcheck::http_error;
 
 #[derive(Debug, clap::Args)]
 pub struct MinersArgs {
@@ -196,9 +197,9 @@ async fn attest_once(client: &reqwest::Client, node: &str, seed: u8, i: usize) -
 
 /// A 200's JSON body, or what went wrong.
 async fn answer(sent: reqwest::Result<reqwest::Response>) -> Result<Value, Outcome> {
-    let resp = sent.map_err(|e| Outcome::Unreachable(e.without_url().to_string()))?;
+    let resp = sent.map_err(|e| Outcome::Unreachable(http_error(e)))?;
     let status = resp.status();
-    let body: Value = resp.json().await.map_err(|e| Outcome::Unreachable(format!("reading the answer: {}", e.without_url())))?;
+    let body: Value = resp.json().await.map_err(|e| Outcome::Unreachable(format!("reading the answer: {}", http_error(e))))?;
     if status.is_success() {
         Ok(body)
     } else {
