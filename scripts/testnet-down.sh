@@ -24,7 +24,7 @@ if [ -n "$logs" ]; then
     node_containers | while read -r name id; do docker logs "$id" >"$logs/$name.log" 2>&1 || true; done
     log "container logs saved in $logs"
 fi
-docker rm -f "$PROJECT-miners" >/dev/null 2>&1 || true
+docker rm -f -v "$PROJECT-miners" >/dev/null 2>&1 || true
 if [ "$keep" = 1 ]; then
     compose down --remove-orphans 2>&1 | sed 's/^/    /' >&2
     log "testnet $PROJECT stopped; volumes kept"

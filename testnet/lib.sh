@@ -185,7 +185,7 @@ miners_start() {
     local ledger=$1 rate=${2:-4}
     mkdir -p "$RUN_DIR"
     : >"$RUN_DIR/$ledger"
-    docker rm -f "$PROJECT-miners" >/dev/null 2>&1 || true
+    docker rm -f -v "$PROJECT-miners" >/dev/null 2>&1 || true
     docker run -d --name "$PROJECT-miners" --network "$(network_name)" --user "$(id -u):$(id -g)" \
         -v "$RUN_DIR:/run-dir" "$IMAGE" testnet miners --nodes "$(node_url_list)" --rate "$rate" --miners 40 \
         --seed "$((RANDOM % 200 + 20))" --ledger "/run-dir/$ledger" >/dev/null
@@ -197,7 +197,7 @@ miners_stop() {
     docker logs "$PROJECT-miners" 2>&1 | grep -v '^miners: [0-9]*s:' | sed 's/^/    /' >&2 || true
     local code
     code=$(docker inspect -f '{{.State.ExitCode}}' "$PROJECT-miners" 2>/dev/null || echo 1)
-    docker rm -f "$PROJECT-miners" >/dev/null 2>&1 || true
+    docker rm -f -v "$PROJECT-miners" >/dev/null 2>&1 || true
     [ "$code" = 0 ] || die "the miner simulator failed (exit $code)"
 }
 
