@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
-use protocol::crypto::Keypair;
+use rustchain_node::sim::{miner_id, miner_key, signed_body};
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug, Clone)]
@@ -79,23 +79,6 @@ fn main() -> anyhow::Result<()> {
         tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()?
     };
     rt.block_on(run(args))
-}
-
-fn miner_key(seed: u8, i: usize) -> Keypair {
-    let mut s = [0u8; 32];
-    s[0] = seed;
-    s[1] = 0xbe;
-    s[24..].copy_from_slice(&(i as u64).to_be_bytes());
-    Keypair::from_seed(&s)
-}
-
-fn miner_id(seed: u8, i: usize) -> String {
-    format!("load-{seed}-{i:07}")
-}
-
-/// A signed body shaped like `rustchain attest` output from an x86-64 Linux box (~2.4 KB).
-fn signed_body(key: &Keypair, i: usize, miner_id: &str, nonce: &str) -> Vec<u8> {
-    protocol::testkit::linux_miner_body(key, i, miner_id, nonce, "LOADSN")
 }
 
 async fn attestation_count(client: &reqwest::Client, base: &str) -> anyhow::Result<u64> {

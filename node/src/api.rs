@@ -121,6 +121,7 @@ pub fn router(node: Arc<Node>, limits: &HttpLimits) -> Router {
         .route("/api/epoch/{n}/anchor", get(anchor))
         .route("/api/stats", get(stats))
         .route("/api/miners", get(miners))
+        .route("/api/attestation/{id}", get(attestation_record))
         .route("/api/p2p/status", get(p2p_status))
         .route("/health", get(health));
     if let Some(layer) = limits::rate_limit_layer(limits.rate_limit_per_minute, limits.rate_limit_burst, "public", node.metrics.clone()) {
@@ -483,6 +484,29 @@ async fn stats(State(node): State<Arc<Node>>) -> ApiResult {
         "total_balance_i64": s.total_balance_urtc,
         "total_balance_rtc": s.total_balance_urtc as f64 / URTC_PER_RTC as f64,
         "node_public_key": hex::encode(node.key.public()),
+    }))
+    .into_response())
+}
+
+/// `GET /api/attestation/{id}`: one record of the registry by its id (64 hex digits), as stored
+/// here: whose, when, and which node's receipt it carries.
+async fn attestation_record(State(node): State<Arc<Node>>, p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult {
+    let Path(text) = p.map_err(|e| ApiError::bad_request("INVALID_ID", e.body_text()))?;
+    let id = protocol::crypto::decode_hex::<32>("record id", &text).map_err(|e| ApiError::bad_request("INVALID_ID", e.to_string()))?;
+    let record = store::record(&*node.db()?, &id)?
+        .ok_or_else(|| ApiError::not_found("UNKNOWN_RECORD", format!("no attestation record {text} on this node")))?;
+    let slot = record.receipt.slot;
+    let body = canonical_json::parse(record.payload.body.as_bytes()).ok();
+    let field = |k: &str| body.as_ref().and_then(|b| b.get(k)).and_then(canonical_json::Value::as_str).map(str::to_owned);
+    Ok(Json(json!({
+        "ok": true,
+        "id": hex::encode(id),
+        "miner": field("miner"),
+        "miner_id": field("miner_id"),
+        "epoch": node.spec.epoch_of_slot(slot),
+        "slot": slot,
+        "receipt_node": hex::encode(record.receipt.node_key),
+        "public_key": hex::encode(record.payload.public_key),
     }))
     .into_response())
 }

@@ -88,11 +88,18 @@ pub async fn check(node: &Arc<Node>, epoch: u64) {
 /// Store a verified certificate and credit it; on a mismatch, try to resolve it.
 pub async fn finalize(node: &Arc<Node>, cert: EpochCertificate, offered: Option<Settlement>) {
     let epoch = cert.epoch;
+    let ours = node.db.get().and_then(|db| store::settlement(&db, epoch)).ok().flatten().map(|s| s.hash());
     match node.writer.certify(cert.clone(), offered).await {
         Ok(Applied::Now { .. }) => {
             node.mismatches.lock().expect("lock").remove(&epoch);
             tracing::info!(epoch, round = cert.round, hash = %hex::encode(cert.settlement_hash), signers = cert.votes.len(), "epoch certified; rewards credited");
             node.anchor_wake.notify_one();
+            if ours != Some(cert.settlement_hash) {
+                // Credited from a peer's record (we were cut off, or settled without some
+                // records): pull the epoch's records we lack, so our registry holds them too.
+                let node = node.clone();
+                tokio::spawn(async move { pull_epoch(&node, epoch).await });
+            }
             if let (Some(net), Ok(digest)) = (&node.net, node.db.get().and_then(|db| store::epoch_digest(&db, epoch))) {
                 net.send(Command::PublishEpoch(InvEpoch {
                     epoch,
@@ -106,10 +113,16 @@ pub async fn finalize(node: &Arc<Node>, cert: EpochCertificate, offered: Option<
         Ok(Applied::Mismatch { ours }) => {
             let first_time = node.mismatches.lock().expect("lock").insert(epoch, ours.unwrap_or([0; 32])).is_none();
             if first_time {
-                tracing::warn!(
-                    epoch, certified = %hex::encode(cert.settlement_hash), ours = %ours.map(hex::encode).unwrap_or_else(|| "none".into()),
-                    "our settlement differs from the certified one; syncing and recomputing"
-                );
+                match ours {
+                    Some(ours) => tracing::warn!(
+                        epoch, certified = %hex::encode(cert.settlement_hash), ours = %hex::encode(ours),
+                        "our settlement differs from the certified one; syncing and recomputing"
+                    ),
+                    None => tracing::info!(
+                        epoch, certified = %hex::encode(cert.settlement_hash),
+                        "the certificate came before our own settlement; syncing, settling and comparing"
+                    ),
+                }
                 let node = node.clone();
                 tokio::spawn(async move { resolve(&node, cert).await });
             }
@@ -118,14 +131,24 @@ pub async fn finalize(node: &Arc<Node>, cert: EpochCertificate, offered: Option<
     }
 }
 
+/// Pull an epoch's records we lack from every connected peer.
+async fn pull_epoch(node: &Arc<Node>, epoch: u64) {
+    let Some(net) = node.net.clone() else { return };
+    let mut pulled = 0;
+    for peer in net.state.connected_peers() {
+        pulled += relay::reconcile(node, &net, peer, epoch).await.unwrap_or(0);
+    }
+    if pulled > 0 {
+        tracing::info!(epoch, records = pulled, "pulled the records of a certified epoch that we lacked");
+    }
+}
+
 /// Pull the epoch's records from peers and recompute; failing that, apply the certified record
 /// fetched from a peer, and say loudly that our registry still differs.
 async fn resolve(node: &Arc<Node>, cert: EpochCertificate) {
     let epoch = cert.epoch;
     let Some(net) = node.net.clone() else { return };
-    for peer in net.state.connected_peers() {
-        let _ = relay::reconcile(node, &net, peer, epoch).await;
-    }
+    pull_epoch(node, epoch).await;
     if let Ok((s, _)) = node.writer.settle(epoch).await {
         if s.hash() == cert.settlement_hash {
             if let Ok(Applied::Now { .. }) = node.writer.certify(cert.clone(), Some(s)).await {
@@ -153,7 +176,8 @@ async fn resolve(node: &Arc<Node>, cert: EpochCertificate) {
     node.mismatches.lock().expect("lock").remove(&epoch);
 }
 
-/// Rounds and certificate catch-up: every second, look at settled epochs without a certificate.
+/// Rounds and certificate catch-up: every second, look at settled epochs that are not final (no
+/// certificate, or a certificate whose settlement record we could not get yet).
 pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -166,7 +190,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         let now = node.clock.now_unix();
         let current = node.spec.epoch_at(now);
         let from = current.saturating_sub(node.history_epochs.max(2));
-        let Ok(open) = node.db.get().and_then(|db| store::uncertified_settled(&db, from)) else { continue };
+        let Ok(open) = node.db.get().and_then(|db| store::unfinished_settled(&db, from)) else { continue };
         let timeout = ROUND_TIMEOUT_SLOTS * node.spec.slot_seconds;
         for epoch in open {
             let round = *node.rounds.lock().expect("rounds lock").entry(epoch).or_insert(0);
@@ -196,9 +220,7 @@ async fn next_round(node: &Arc<Node>, epoch: u64, round: u32) {
             }
         }
         // Otherwise sync the registry (and the previous certificate) and vote again.
-        for peer in net.state.connected_peers() {
-            let _ = relay::reconcile(node, &net, peer, epoch).await;
-        }
+        pull_epoch(node, epoch).await;
     }
     if round + 1 >= MAX_ROUNDS {
         return;

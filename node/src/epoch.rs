@@ -70,7 +70,9 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         let wait = if next <= due_until.unwrap_or(0) {
             Duration::from_secs(5)
         } else {
-            Duration::from_secs(node.spec.settle_at_unix(next).saturating_sub(node.clock.now_unix()).max(1))
+            // To the millisecond: validators that settle together vote before a quorum forms
+            // without them (a certificate seen first means a validator no longer votes).
+            node.clock.until_unix(node.spec.settle_at_unix(next)).max(Duration::from_millis(10))
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

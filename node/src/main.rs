@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rustchain_node::config::{LogFormat, NodeArgs, NodeConfig};
-use rustchain_node::{attest, dbops, keys, service, testnet, wallet};
+use rustchain_node::config::HumanDuration;
+use rustchain_node::{attest, dbops, keys, netcheck, service, sim, testnet, wallet};
 
 /// RustChain node: validates vintage-hardware attestations, settles every epoch deterministically,
 /// and serves the miners' HTTP API.
@@ -31,9 +32,18 @@ enum Command {
     /// Database operations: backup (online or offline), restore, check, compact.
     #[command(subcommand)]
     Db(dbops::DbCommand),
-    /// Local multi-node networks.
+    /// Local multi-node networks: create one, drive simulated miners into it, check that its nodes agree.
     #[command(subcommand)]
     Testnet(TestnetCommand),
+    /// Exit 0 when a node's endpoint answers 2xx (a container healthcheck; the image has no curl).
+    Probe {
+        /// The endpoint to ask.
+        #[arg(long, default_value = "http://127.0.0.1:8099/readyz")]
+        url: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_name = "DURATION")]
+        timeout: HumanDuration,
+    },
     /// Wallet keys: 24 recovery words, an Ed25519 key derived from them (SLIP-0010, path
     /// m/44'/21076'/0'/0'/0'), kept in a passphrase-encrypted key file (scrypt + ChaCha20-Poly1305,
     /// mode 0600). Secrets are printed only when asked for with --show-mnemonic.
@@ -107,6 +117,12 @@ enum TestnetCommand {
     /// Write DIR/spec.toml (fresh genesis, the validators' keys) and DIR/node-<i>/ (each node's key),
     /// and print the command that starts each node.
     Init(testnet::InitArgs),
+    /// Print one row per node (peers, epoch, last certified epoch, settlement hash, sync status)
+    /// and exit 0 when all nodes agree on their certified settlements, 1 when they do not.
+    Check(netcheck::CheckArgs),
+    /// Simulate many miners attesting at a chosen rate, each attestation to a random node; write
+    /// the acknowledged ones to a ledger for `testnet check --ledger`.
+    Miners(sim::MinersArgs),
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
@@ -158,6 +174,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Testnet(TestnetCommand::Init(args)) => {
+            if let Some(spec) = testnet::existing(&args) {
+                println!("{} already holds a testnet ({}); kept as it is (--keep-existing)", args.out.display(), spec.display());
+                return Ok(());
+            }
             let t = testnet::init(&args, rustchain_node::service::Clock.now_unix())?;
             println!("chain spec: {}", t.spec_path.display());
             for (dir, peer, role) in &t.nodes {
@@ -167,6 +187,19 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Wallet(cmd) => run_wallet(cmd),
+        Command::Testnet(TestnetCommand::Check(args)) => {
+            init_logging(LogFormat::Text, "warn");
+            let code = rt.block_on(netcheck::run(args))?;
+            std::process::exit(code);
+        }
+        Command::Testnet(TestnetCommand::Miners(args)) => {
+            init_logging(LogFormat::Text, "warn");
+            rt.block_on(sim::run(args))
+        }
+        Command::Probe { url, timeout } => {
+            let code = rt.block_on(netcheck::probe(&url, timeout.0))?;
+            std::process::exit(code);
+        }
         Command::Attest(args) => {
             init_logging(LogFormat::Text, "warn");
             rt.block_on(attest::run(args))

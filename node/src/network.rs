@@ -29,6 +29,8 @@ use crate::store::{self, DbHandle};
 pub const BAN_THRESHOLD: i32 = -100;
 /// Gossip messages per peer per second beyond which the excess is dropped and penalised.
 pub const MAX_GOSSIP_PER_SECOND: u32 = 200;
+/// How often a node with no peer at all dials its bootnodes again.
+const REDIAL_EVERY: Duration = Duration::from_secs(5);
 
 pub enum Command {
     PublishAttestations(Vec<Hash32>),
@@ -210,11 +212,14 @@ impl EventLoop {
     async fn run(mut self, mut cmds: mpsc::Receiver<Command>, mut stop: watch::Receiver<bool>) {
         let mut maintenance = tokio::time::interval(Duration::from_secs(30));
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut redial = tokio::time::interval(REDIAL_EVERY);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 Some(c) = cmds.recv() => self.on_command(c),
                 _ = maintenance.tick() => self.maintain(),
+                _ = redial.tick() => self.redial_if_alone(),
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
@@ -225,10 +230,24 @@ impl EventLoop {
         tracing::info!("left the p2p network");
     }
 
-    fn maintain(&mut self) {
+    /// A node that lost every peer (a network partition, its peers restarted) dials its
+    /// bootnodes again, every few seconds until one answers.
+    fn redial_if_alone(&mut self) {
         if self.state.peer_count() == 0 {
             for addr in self.bootnodes.clone() {
                 let _ = self.swarm.dial(addr);
+            }
+        }
+    }
+
+    fn maintain(&mut self) {
+        // Bootnodes we are not connected to (one came back after we had found other peers).
+        let connected = self.state.connected_peers();
+        for addr in self.bootnodes.clone() {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                if !connected.contains(&peer) && !connected.is_empty() {
+                    let _ = self.swarm.dial(addr);
+                }
             }
         }
         if self.state.peer_count() > 0 {
@@ -369,6 +388,15 @@ impl EventLoop {
                     p.role = role;
                     p.last_seen = now_unix();
                 });
+            }
+            // A connection whose pings go unanswered is dead (the peer's network is gone, not just
+            // its process, so nothing closed it): close it, so that a cut-off node counts no
+            // phantom peers and dials its bootnodes again once the network is back.
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(e) })) => {
+                if !matches!(e, ping::Failure::Unsupported) {
+                    tracing::info!(%peer, error = %e, "peer stopped answering pings; closing the connection");
+                    self.swarm.close_connection(connection);
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
                 self.peer_mut(&peer, |p| {

@@ -5,6 +5,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{StreamProtocol, Swarm, allow_block_list, connection_limits, gossipsub, identify, identity, kad, noise, ping, tcp, yamux};
@@ -133,52 +134,60 @@ pub fn agent_version(role: Role) -> String {
     format!("rustchain/{}/{}", env!("CARGO_PKG_VERSION"), role.as_str())
 }
 
-/// Build the swarm. Topics are subscribed by the caller.
+/// Build the swarm. Topics are subscribed by the caller. Bootnodes may be `/dns4/` names when the
+/// host has a resolver configuration (`/etc/resolv.conf`; docker provides one in every container).
 pub fn build_swarm(key: &Keypair, s: &SwarmSettings) -> anyhow::Result<Swarm<Behaviour>> {
-    let id_key = identity_of(key);
-    let gs_config = gossipsub_config(s.preset, s.heartbeat).map_err(anyhow::Error::msg)?;
-    let (score_params, thresholds) = peer_score(&s.network_id);
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(id_key)
+    let transport = libp2p::SwarmBuilder::with_existing_identity(identity_of(key))
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
-        .with_behaviour(|key| {
-            let peer_id = key.public().to_peer_id();
-            let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gs_config)?;
-            gossipsub.with_peer_score(score_params, thresholds)?;
-            let kad_proto = StreamProtocol::try_from_owned(wire::kad_protocol(&s.network_id))?;
-            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad::Config::new(kad_proto));
-            kad.set_mode(Some(kad::Mode::Server));
-            let identify = identify::Behaviour::new(
-                identify::Config::new(wire::identify_protocol(&s.network_id), key.public())
-                    .with_agent_version(agent_version(s.role)),
-            );
-            let codec = request_response::cbor::codec::Codec::default()
-                .set_request_size_maximum(wire::MAX_REQUEST_BYTES as u64)
-                .set_response_size_maximum(wire::MAX_RESPONSE_BYTES as u64);
-            let sync = request_response::Behaviour::with_codec(
-                codec,
-                [(StreamProtocol::try_from_owned(wire::sync_protocol(&s.network_id))?, ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(Duration::from_secs(20))
-                    .with_max_concurrent_streams(64),
-            );
-            let limits = connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(s.max_peers))
-                .with_max_established_per_peer(Some(2))
-                .with_max_pending_incoming(Some(32));
-            Ok(Behaviour {
-                blocked: Default::default(),
-                limits: connection_limits::Behaviour::new(limits),
-                gossipsub,
-                kad,
-                identify,
-                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
-                sync,
-            })
-        })?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build();
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?;
+    let config = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(300));
+    let swarm = if std::path::Path::new(RESOLV_CONF).exists() {
+        let with_dns = transport.with_dns().with_context(|| format!("reading the DNS configuration {RESOLV_CONF}"))?;
+        with_dns.with_behaviour(|key| behaviour(key, s))?.with_swarm_config(config).build()
+    } else {
+        tracing::info!("no {RESOLV_CONF}: bootnodes must be IP addresses (/dns4/ names cannot be resolved)");
+        transport.with_behaviour(|key| behaviour(key, s))?.with_swarm_config(config).build()
+    };
     Ok(swarm)
+}
+
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+fn behaviour(key: &identity::Keypair, s: &SwarmSettings) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let peer_id = key.public().to_peer_id();
+    let gs_config = gossipsub_config(s.preset, s.heartbeat)?;
+    let (score_params, thresholds) = peer_score(&s.network_id);
+    let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gs_config)?;
+    gossipsub.with_peer_score(score_params, thresholds)?;
+    let kad_proto = StreamProtocol::try_from_owned(wire::kad_protocol(&s.network_id))?;
+    let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad::Config::new(kad_proto));
+    kad.set_mode(Some(kad::Mode::Server));
+    let identify = identify::Behaviour::new(
+        identify::Config::new(wire::identify_protocol(&s.network_id), key.public()).with_agent_version(agent_version(s.role)),
+    );
+    let codec = request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(wire::MAX_REQUEST_BYTES as u64)
+        .set_response_size_maximum(wire::MAX_RESPONSE_BYTES as u64);
+    let sync = request_response::Behaviour::with_codec(
+        codec,
+        [(StreamProtocol::try_from_owned(wire::sync_protocol(&s.network_id))?, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(20)).with_max_concurrent_streams(64),
+    );
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(s.max_peers))
+        .with_max_established_per_peer(Some(2))
+        .with_max_pending_incoming(Some(32));
+    Ok(Behaviour {
+        blocked: Default::default(),
+        limits: connection_limits::Behaviour::new(limits),
+        gossipsub,
+        kad,
+        identify,
+        // Two pings in a row unanswered (libp2p forgives the first) close the connection: a
+        // dead connection is noticed within about 25 s (network.rs).
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5)).with_timeout(Duration::from_secs(10))),
+        sync,
+    })
 }
 
 #[cfg(test)]

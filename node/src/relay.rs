@@ -256,6 +256,9 @@ pub async fn run(node: Arc<Node>, net: NetHandle, mut events: mpsc::Receiver<Net
                         syncing = true;
                         let (node, net) = (node.clone(), net.clone());
                         tokio::spawn(async move { initial_sync(&node, &net, peer).await });
+                    } else if net.state.synced.load(Ordering::Acquire) {
+                        let (node, net) = (node.clone(), net.clone());
+                        tokio::spawn(async move { reconcile_recent(&node, &net, peer).await });
                     }
                 }
             },
@@ -280,6 +283,23 @@ pub async fn run(node: Arc<Node>, net: NetHandle, mut events: mpsc::Receiver<Net
             }
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }
+    }
+}
+
+/// A peer (re)connected: after a partition or a restart either side may hold records of recent
+/// epochs that the other missed (an announcement made while apart reached nobody). Each side pulls
+/// what it lacks, so both end with the union.
+async fn reconcile_recent(node: &Node, net: &NetHandle, peer: PeerId) {
+    let current = node.spec.epoch_at(node.clock.now_unix());
+    let mut pulled = 0;
+    for epoch in current.saturating_sub(node.history_epochs)..=current {
+        match reconcile(node, net, peer, epoch).await {
+            Ok(n) => pulled += n,
+            Err(e) => tracing::debug!(%peer, epoch, error = %e, "reconciling with a connected peer failed"),
+        }
+    }
+    if pulled > 0 {
+        tracing::info!(%peer, records = pulled, "pulled records a newly connected peer held and we lacked");
     }
 }
 

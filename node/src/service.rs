@@ -37,6 +37,13 @@ impl Clock {
     pub fn now_unix(&self) -> u64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
     }
+
+    /// Time left until unix second `t` begins (zero once it has), to the millisecond, so that
+    /// nodes with the same clock act at the same moment rather than up to a second apart.
+    pub fn until_unix(&self, t: u64) -> Duration {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Duration::from_secs(t).saturating_sub(now)
+    }
 }
 
 /// What every handler and task shares.
@@ -203,6 +210,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                 bootnodes.push(addr);
             }
         }
+        // A chain spec may list every node of a network, this one included: never dial ourselves.
+        let own = *swarm.local_peer_id();
+        bootnodes.retain(|a| !matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(p)) if p == own));
         let net_cfg = NetConfig { listen: cfg.p2p_addr.clone(), bootnodes, role: cfg.role, history_epochs: cfg.history_epochs };
         let (handle, events, task) = network::start(swarm, net_cfg, spec.clone(), validators.clone(), db.clone(), p2p_metrics, stop_rx.clone())?;
         net_task = Some(task);
@@ -277,7 +287,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
 
     let mut writer_handle = writer_handle;
     tokio::select! {
-        _ = shutdown_signal() => {}
+        signal = shutdown_signal() => tracing::info!("{signal} received"),
         res = &mut writer_handle => {
             // Without its writer the node can acknowledge nothing: stop, so the supervisor restarts it.
             tracing::error!(result = ?res, "the database writer stopped unexpectedly; exiting");
@@ -397,7 +407,8 @@ fn open_db(cfg: &NodeConfig, spec: &ChainSpec, epoch: u64) -> anyhow::Result<Dat
     )
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM, naming the signal.
+pub async fn shutdown_signal() -> &'static str {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -413,7 +424,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received"),
-        _ = term => tracing::info!("SIGTERM received"),
+        _ = ctrl_c => "SIGINT",
+        _ = term => "SIGTERM",
     }
 }

@@ -381,10 +381,10 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
             Origin::Peer => Ok(Inserted::default()),
         });
     }
-    if a.origin == Origin::Peer && w.open_table(APPLIED)?.get(a.epoch)?.is_some() {
-        // The epoch is final: a late record changes nothing and is not kept.
-        return Ok(Ok(Inserted::default()));
-    }
+    // A relayed record of a final epoch (its certified settlement applied) is kept too: the
+    // registry is the union of every verified record, so that a node cut off while the epoch was
+    // certified ends up holding the same records as the others. It changes nothing settled:
+    // settle_epoch never recomputes a final epoch.
     let mut nonces = w.open_table(USED_NONCES)?;
     if a.origin == Origin::Miner {
         if nonces.get(a.record.receipt.nonce.as_str())?.is_some() {
@@ -662,14 +662,15 @@ pub fn last_certified(db: &Database) -> Result<Option<u64>, StoreError> {
     Ok(t.last()?.map(|(k, _)| k.value()))
 }
 
-/// Settled epochs (from `from`) that have no certificate yet.
-pub fn uncertified_settled(db: &Database, from: u64) -> Result<Vec<u64>, StoreError> {
+/// Settled epochs from `from` on that are not final yet: no certificate, or a certificate whose
+/// settlement record this node does not hold (a mismatch still being resolved).
+pub fn unfinished_settled(db: &Database, from: u64) -> Result<Vec<u64>, StoreError> {
     let r = db.begin_read()?;
-    let certs = r.open_table(CERTIFICATES)?;
+    let applied = r.open_table(APPLIED)?;
     let mut out = Vec::new();
     for row in r.open_table(SETTLEMENTS)?.range(from..)? {
         let e = row?.0.value();
-        if certs.get(e)?.is_none() {
+        if applied.get(e)?.is_none() {
             out.push(e);
         }
     }
@@ -1103,11 +1104,55 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
 mod tests {
     use super::*;
 
+    /// A new devnet database whose first epoch is 3, in `dir`.
+    fn devnet_db(dir: &tempfile::TempDir) -> (ChainSpec, Database) {
+        let spec = ChainSpec::builtin("devnet").unwrap();
+        let db = open(&dir.path().join("a.redb"), &spec, 3, DEFAULT_CACHE_BYTES).unwrap();
+        (spec, db)
+    }
+
+    #[test]
+    fn a_relayed_record_of_a_final_epoch_is_kept_and_changes_nothing_settled() {
+        use protocol::attestation::{self, Receipt};
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, db) = devnet_db(&dir);
+        let w = db.begin_write().unwrap();
+        let (settled, _) = settle_epoch(&w, &spec, 3).unwrap();
+        let cert = EpochCertificate { epoch: 3, round: 0, settlement_hash: settled.hash(), votes: vec![] };
+        assert!(matches!(apply_certificate(&w, &cert, None).unwrap(), Applied::Now { .. }));
+        w.commit().unwrap();
+
+        // A record accepted elsewhere in epoch 3 reaches this node only now.
+        let key = crate::sim::miner_key(9, 1);
+        let sub = attestation::parse_submission(&crate::sim::signed_body(&key, 1, "late-1", "late-nonce")).unwrap();
+        let slot = spec.first_slot(3) + 1;
+        let eval = attestation::evaluate(&spec, &sub, slot);
+        let payload = sub.payload();
+        let id = payload.id();
+        let receipt = Receipt::sign(&spec, &crate::sim::miner_key(9, 2), &id, slot, &sub.nonce);
+        let late = NewAttestation {
+            origin: Origin::Peer,
+            record: AttestationRecord { payload, receipt },
+            id,
+            epoch: 3,
+            claim: StoredClaim::new(&sub, &eval, slot),
+            nonce_expires: 0,
+        };
+        let w = db.begin_write().unwrap();
+        assert!(insert_attestation(&w, &late).unwrap().unwrap().new);
+        let (again, changed) = settle_epoch(&w, &spec, 3).unwrap();
+        w.commit().unwrap();
+        assert!(has_record(&db, &id).unwrap(), "the registry holds the late record");
+        assert_eq!(epoch_digest(&db, 3).unwrap().count, 1);
+        assert_eq!((again.hash(), changed), (settled.hash(), false), "the final settlement stays the certified one");
+        assert_eq!(settlement(&db, 3).unwrap().unwrap().hash(), settled.hash());
+        assert!(check_consistency(&db, Some(&spec)).unwrap().problems.is_empty());
+    }
+
     #[test]
     fn a_new_database_is_consistent_and_copies_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = ChainSpec::builtin("devnet").unwrap();
-        let db = open(&dir.path().join("a.redb"), &spec, 3, DEFAULT_CACHE_BYTES).unwrap();
+        let (spec, db) = devnet_db(&dir);
         {
             let w = db.begin_write().unwrap();
             settle_epoch(&w, &spec, 3).unwrap();
