@@ -307,6 +307,11 @@ async fn enroll(State(node): State<Arc<Node>>, body: Result<Bytes, BytesRejectio
     .into_response())
 }
 
+/// A query string, or 400 INVALID_QUERY saying what is wrong with it.
+fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t).map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))
+}
+
 #[derive(Deserialize)]
 struct BalanceQuery {
     miner_id: Option<String>,
@@ -314,7 +319,7 @@ struct BalanceQuery {
 }
 
 async fn balance(State(node): State<Arc<Node>>, q: Result<Query<BalanceQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
-    let Query(q) = q.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
+    let q = query(q)?;
     let wallet = q.miner_id.or(q.address).ok_or_else(|| ApiError::bad_request("MISSING_FIELD", "miner_id is required"))?;
     if !attestation::valid_miner_id(&wallet) {
         return Err(ApiError::bad_request("INVALID_FIELD", "miner_id must match ^[A-Za-z0-9._:-]{1,128}$"));
@@ -413,7 +418,7 @@ async fn anchor(
     q: Result<Query<AnchorQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let epoch = epoch_param(p)?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
+    let q = query(q)?;
     let db = node.db()?;
     let cert = store::certificate(&db, epoch)?.ok_or_else(|| {
         ApiError::not_found("NOT_CERTIFIED", format!("epoch {epoch} has no certificate on this node; only certified hashes are anchored"))
@@ -518,7 +523,7 @@ struct Page {
 }
 
 async fn miners(State(node): State<Arc<Node>>, q: Result<Query<Page>, axum::extract::rejection::QueryRejection>) -> ApiResult {
-    let Query(q) = q.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
+    let q = query(q)?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
         return Err(ApiError::bad_request("INVALID_QUERY", "limit must be in 1..=1000"));
@@ -668,7 +673,7 @@ async fn admin_backup(
     q: Result<Query<BackupQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     node.check_admin(&headers)?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
+    let q = query(q)?;
     let compress = match q.compress.as_deref() {
         None | Some("gzip") => true,
         Some("none") => false,
