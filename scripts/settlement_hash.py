@@ -51,6 +51,15 @@ def canonical(record):
     for e in record["entries"]:
         entries += fields([("miner", text(e["miner"])), ("weight", uint(e["weight"])),
                            ("share_urtc", uint(e["share_urtc"]))])
+    transfers = head(4, len(record["transfers"]))
+    for t in record["transfers"]:
+        transfers += fields([("tx_hash", text(t["tx_hash"])), ("from", text(t["from"])), ("to", text(t["to"])),
+                             ("amount_urtc", uint(t["amount_urtc"])), ("nonce", uint(t["nonce"])),
+                             ("result", text(t["result"]))])
+    changes = head(4, len(record["balance_changes"]))
+    for c in record["balance_changes"]:
+        changes += fields([("address", text(c["address"])), ("credit_urtc", uint(c["credit_urtc"])),
+                           ("debit_urtc", uint(c["debit_urtc"]))])
     return fields([
         ("version", uint(record["version"])),
         ("network_id", text(record["network_id"])),
@@ -60,6 +69,8 @@ def canonical(record):
         ("total_weight", uint(record["total_weight"])),
         ("distributed_urtc", uint(record["distributed_urtc"])),
         ("entries", entries),
+        ("transfers", transfers),
+        ("balance_changes", changes),
     ])
 
 
@@ -67,7 +78,7 @@ def main():
     src = sys.stdin if len(sys.argv) < 2 or sys.argv[1] == "-" else open(sys.argv[1])
     doc = json.load(src)
     record = doc.get("record", doc)
-    assert record["version"] == 1, "this script knows settlement record version 1"
+    assert record["version"] == 2, "this script knows settlement record version 2"
     cbor = canonical(record)
     digest = hashlib.sha256(cbor).hexdigest()
     print("cbor", cbor.hex())

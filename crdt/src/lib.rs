@@ -1,7 +1,8 @@
 //! The replicated miner registry. State: a grow-only set of verified records' claims per epoch
-//! (`crdts::GSet`), so merging is set union: commutative, associative and idempotent by
-//! construction. Everything else (enrollment, serial bindings, the settlement, the digest) is a
-//! pure view of that set, so it cannot depend on arrival order or on which node is local.
+//! (`crdts::GSet`) and a grow-only set of verified transfer records, so merging is set union:
+//! commutative, associative and idempotent by construction. Everything else (enrollment, serial
+//! bindings, which epoch a transfer counts in, the settlements, the digest) is a pure view of those
+//! sets, so it cannot depend on arrival order or on which node is local.
 //!
 //! Digest: the ids of an epoch fall into 4,096 buckets by their first 12 bits; a bucket's hash
 //! covers its sorted ids and the epoch's root covers the non-empty buckets' hashes. Equal roots mean
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use crdts::{CvRDT, GSet};
 use protocol::crypto::sha256_parts;
 use protocol::enrollment::{self, Binding, Claim, Enrolled};
-use protocol::settlement::{self, SettleError, Settlement};
+use protocol::settlement::{self, Ledger, PendingTransfer, SettleError, Settlement, TransferInput};
 use protocol::{ChainSpec, Hash32};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,15 @@ impl Entry {
     }
 }
 
+/// One verified transfer record: the transfer and its receipt's slot. The same transfer accepted by
+/// two nodes is two entries with one `tx_hash`; it counts from the earlier slot.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TransferEntry {
+    pub record_id: Hash32,
+    pub slot: u64,
+    pub transfer: PendingTransfer,
+}
+
 /// The bucket of an id.
 pub fn bucket_of(id: &Hash32) -> u16 {
     (u16::from(id[0]) << 4) | u16::from(id[1] >> 4)
@@ -44,6 +54,7 @@ pub fn bucket_of(id: &Hash32) -> u16 {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Registry {
     epochs: BTreeMap<u64, GSet<Entry>>,
+    transfers: GSet<TransferEntry>,
 }
 
 impl Registry {
@@ -55,11 +66,43 @@ impl Registry {
         self.epochs.entry(epoch).or_default().insert(entry);
     }
 
-    /// State-based merge: pointwise union of the per-epoch sets.
+    pub fn insert_transfer(&mut self, entry: TransferEntry) {
+        self.transfers.insert(entry);
+    }
+
+    /// State-based merge: pointwise union of the per-epoch sets, union of the transfer sets.
     pub fn merge(&mut self, other: Registry) {
         for (epoch, set) in other.epochs {
             self.epochs.entry(epoch).or_default().merge(set);
         }
+        self.transfers.merge(other.transfers);
+    }
+
+    /// Transfers that count in `epoch` or before: each transfer once, from its earliest receipt.
+    pub fn transfers_through(&self, spec: &ChainSpec, epoch: u64) -> Vec<PendingTransfer> {
+        let mut first: BTreeMap<&str, (u64, &PendingTransfer)> = BTreeMap::new();
+        let all = self.transfers.read();
+        for e in &all {
+            let slot = first.get(e.transfer.tx_hash.as_str()).map_or(u64::MAX, |f| f.0);
+            if e.slot < slot {
+                first.insert(e.transfer.tx_hash.as_str(), (e.slot, &e.transfer));
+            }
+        }
+        first.into_values().filter(|(slot, _)| spec.epoch_of_slot(*slot) <= epoch).map(|(_, t)| t.clone()).collect()
+    }
+
+    /// Settle `from..=to` in order, each epoch on the ledger the ones before left: the registry's
+    /// model of what every node does epoch by epoch. Returns the settlements and the final ledger.
+    pub fn settle_chain(&self, spec: &ChainSpec, from: u64, to: u64) -> Result<(Vec<Settlement>, Ledger), SettleError> {
+        let (mut ledger, mut prev, mut out) = (Ledger::default(), [0; 32], Vec::new());
+        for epoch in from..=to {
+            let input = ledger.input(self.transfers_through(spec, epoch));
+            let s = settlement::settle(spec, epoch, prev, &enrollment::weights(&self.enrollment(epoch)), &input)?;
+            ledger.apply(&s)?;
+            prev = s.hash();
+            out.push(s);
+        }
+        Ok((out, ledger))
     }
 
     pub fn contains(&self, epoch: u64, entry: &Entry) -> bool {
@@ -77,8 +120,9 @@ impl Registry {
         self.epochs.keys().copied()
     }
 
+    /// Attestation entries and transfer records.
     pub fn len(&self) -> usize {
-        self.epochs.values().map(|s| s.read().len()).sum()
+        self.epochs.values().map(|s| s.read().len()).sum::<usize>() + self.transfers.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -104,7 +148,7 @@ impl Registry {
 
     /// Settle `epoch` from this registry.
     pub fn settle(&self, spec: &ChainSpec, epoch: u64, prev: Hash32) -> Result<Settlement, SettleError> {
-        settlement::settle(spec, epoch, prev, &enrollment::weights(&self.enrollment(epoch)))
+        settlement::settle(spec, epoch, prev, &enrollment::weights(&self.enrollment(epoch)), &TransferInput::default())
     }
 
     pub fn digest(&self, epoch: u64) -> BucketDigest {

@@ -1,5 +1,6 @@
 use proptest::prelude::*;
 use protocol::crypto::sha256;
+use protocol::settlement::PendingTransfer;
 
 use super::*;
 
@@ -12,11 +13,28 @@ fn entry_from(seed: u16, epochs: u64) -> (u64, Entry) {
     (epoch, Entry { id, wallet, slot: epoch * 10 + u64::from(id[6] % 10), weight: 1 + u64::from(id[7]) * 10_000_000, serial_hash })
 }
 
+/// A transfer record determined by its seed. Few senders, recipients, nonces and amounts, so sets
+/// of them hold the same transfer under two receipts (same signed fields, another slot), different
+/// transfers with the same sender and nonce (conflicts), stale nonces and overdrafts.
+fn transfer_from(seed: u16) -> TransferEntry {
+    let h = sha256(&[b"transfer".as_slice(), &seed.to_be_bytes()].concat());
+    let sender = h[0] % 6;
+    let from = format!("w{sender}");
+    let to = format!("w{}", (sender + 1 + h[1] % 11) % 12);
+    let nonce = 1 + u64::from(h[2] % 3);
+    let amount_urtc = 1 + u64::from(h[3] % 4) * 200_000;
+    let tx_hash = hex::encode(&sha256(format!("{from}|{to}|{amount_urtc}|{nonce}").as_bytes())[..16]);
+    TransferEntry { record_id: h, slot: u64::from(h[4] % 30), transfer: PendingTransfer { tx_hash, from, to, amount_urtc, nonce } }
+}
+
 fn registry_of(seeds: &[u16]) -> Registry {
     let mut r = Registry::new();
     for s in seeds {
         let (e, entry) = entry_from(*s, 3);
         r.insert(e, entry);
+        if s % 2 == 0 {
+            r.insert_transfer(transfer_from(*s));
+        }
     }
     r
 }
@@ -117,7 +135,23 @@ proptest! {
             everything.insert(*epoch, e.clone());
         }
         let spec = ChainSpec::builtin("devnet").unwrap();
+        // Transfers: every replica gets every transfer record, each in its own order (a union of sets
+        // has no order to depend on; this checks the settlement views do not either).
+        let transfers: Vec<TransferEntry> = seeds.iter().map(|s| transfer_from(*s)).collect();
+        for (r, plan) in replicas.iter_mut().zip(&deliveries) {
+            let mut order: Vec<(u8, usize)> = (0..transfers.len()).map(|i| (plan[i].0 ^ 0x5a, i)).collect();
+            order.sort();
+            for (_, i) in order {
+                r.insert_transfer(transfers[i].clone());
+            }
+        }
+        for t in &transfers {
+            everything.insert_transfer(t.clone());
+        }
+        let whole = everything.settle_chain(&spec, 0, 2).unwrap();
         for r in &replicas {
+            let chain = r.settle_chain(&spec, 0, 2).unwrap();
+            prop_assert_eq!(chain.0.iter().map(|s| s.hash()).collect::<Vec<_>>(), whole.0.iter().map(|s| s.hash()).collect::<Vec<_>>());
             prop_assert_eq!(r, &everything);
             for epoch in 0..3 {
                 prop_assert_eq!(r.digest(epoch).root(), everything.digest(epoch).root());
@@ -136,6 +170,81 @@ proptest! {
         let diff = full.digest(epoch).differing(&less.digest(epoch));
         prop_assert_eq!(diff, vec![bucket_of(&entry_from(all[0], 3).1.id)]);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any set of transfers, in any arrival order, settles over a chain of epochs to the same records
+    /// and hashes; no balance ever goes below zero (the ledger refuses that); every uRTC in a balance
+    /// was paid as a reward (supply is conserved); the same sender and nonce is never paid twice.
+    #[test]
+    fn transfers_settle_the_same_in_any_order(
+        (seeds, shuffled) in prop::collection::btree_set(any::<u16>(), 0..80)
+            .prop_flat_map(|s| { let v: Vec<u16> = s.into_iter().collect(); (Just(v.clone()), Just(v).prop_shuffle()) })
+    ) {
+        let spec = ChainSpec::builtin("devnet").unwrap();
+        let build = |order: &[u16]| {
+            let mut r = Registry::new();
+            for s in order {
+                let (e, entry) = entry_from(*s, 3);
+                r.insert(e, entry);
+                r.insert_transfer(transfer_from(*s));
+            }
+            r
+        };
+        let (a, b) = (build(&seeds), build(&shuffled));
+        let (sa, ledger) = a.settle_chain(&spec, 0, 3).unwrap();
+        let (sb, _) = b.settle_chain(&spec, 0, 3).unwrap();
+        prop_assert_eq!(&sa, &sb);
+        let rewards: u64 = sa.iter().map(|s| s.distributed_urtc).sum();
+        let balances: u64 = ledger.accounts.values().map(|a| a.balance_urtc).sum();
+        prop_assert_eq!(balances, rewards, "supply conserved");
+        let mut paid = std::collections::BTreeSet::new();
+        for s in &sa {
+            let credits: u64 = s.balance_changes.iter().map(|c| c.credit_urtc).sum();
+            let debits: u64 = s.balance_changes.iter().map(|c| c.debit_urtc).sum();
+            prop_assert_eq!(credits - debits, s.distributed_urtc);
+            for t in s.transfers.iter().filter(|t| t.result == protocol::settlement::TransferResult::Applied) {
+                prop_assert!(paid.insert((t.from.clone(), t.nonce)), "sender and nonce paid twice: {:?}", t);
+            }
+        }
+        // Every transfer was judged exactly once, in the epoch of its earliest receipt or later.
+        let judged: Vec<&str> = sa.iter().flat_map(|s| s.transfers.iter().map(|t| t.tx_hash.as_str())).collect();
+        let unique: std::collections::BTreeSet<&str> = judged.iter().copied().collect();
+        prop_assert_eq!(judged.len(), unique.len());
+        prop_assert_eq!(unique.len(), a.transfers_through(&spec, 3).len());
+    }
+}
+
+#[test]
+fn a_transfer_counts_from_its_earliest_receipt_and_is_judged_once() {
+    let spec = ChainSpec::builtin("devnet").unwrap();
+    let mut r = Registry::new();
+    r.insert(0, Entry { id: [1; 32], wallet: "alice".into(), slot: 3, weight: 1_000_000_000, serial_hash: None });
+    let t = PendingTransfer { tx_hash: "t1".into(), from: "alice".into(), to: "bob".into(), amount_urtc: 1_000_000, nonce: 1 };
+    // Accepted by two nodes: at slot 25 (epoch 2) and slot 12 (epoch 1).
+    r.insert_transfer(TransferEntry { record_id: [2; 32], slot: 25, transfer: t.clone() });
+    r.insert_transfer(TransferEntry { record_id: [3; 32], slot: 12, transfer: t.clone() });
+    let (chain, ledger) = r.settle_chain(&spec, 0, 2).unwrap();
+    assert!(chain[0].transfers.is_empty());
+    assert_eq!(chain[1].transfers.len(), 1, "judged in epoch 1, the earliest receipt");
+    assert_eq!(chain[1].transfers[0].result, protocol::settlement::TransferResult::Applied);
+    assert!(chain[2].transfers.is_empty(), "never judged again");
+    assert_eq!(ledger.accounts["alice"].balance_urtc, 500_000);
+    assert_eq!(ledger.accounts["bob"].balance_urtc, 1_000_000);
+
+    // A second, different transfer with the same nonce in the same epoch: both rejected.
+    let mut c = Registry::new();
+    c.insert(0, Entry { id: [1; 32], wallet: "alice".into(), slot: 3, weight: 1_000_000_000, serial_hash: None });
+    let t2 = PendingTransfer { tx_hash: "t2".into(), to: "carol".into(), ..t.clone() };
+    c.insert_transfer(TransferEntry { record_id: [2; 32], slot: 12, transfer: t });
+    c.insert_transfer(TransferEntry { record_id: [4; 32], slot: 15, transfer: t2 });
+    let (chain, ledger) = c.settle_chain(&spec, 0, 1).unwrap();
+    let results: Vec<_> = chain[1].transfers.iter().map(|t| (t.tx_hash.as_str(), t.result.as_str())).collect();
+    assert_eq!(results, [("t1", "conflict"), ("t2", "conflict")]);
+    assert_eq!(ledger.accounts["alice"].balance_urtc, 1_500_000, "nothing moved");
+    assert_eq!(ledger.accounts["alice"].last_nonce, None, "a conflict consumes no nonce");
 }
 
 #[test]

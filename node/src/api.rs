@@ -16,6 +16,8 @@ use axum::{Json, Router};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use protocol::attestation::{self, AttestationRecord, AttestError, Receipt};
 use protocol::canonical_json;
+use protocol::settlement::TransferResult;
+use protocol::transfer::{self, TransferRecord};
 use protocol::spec::URTC_PER_RTC;
 use redb::ReadableDatabase;
 use serde::Deserialize;
@@ -24,7 +26,7 @@ use serde_json::{Value, json};
 use crate::limits::{self, CappedListener, HttpLimits, PeerAddr};
 use crate::nonce::ChallengeError;
 use crate::service::Node;
-use crate::store::{self, NewAttestation, Origin, Refusal, StoredClaim};
+use crate::store::{self, NewAttestation, NewTransfer, Origin, Refusal, StoredClaim, StoredTransfer};
 
 /// An HTTP error in the one shape every client sees.
 #[derive(Debug)]
@@ -116,6 +118,9 @@ pub fn router(node: Arc<Node>, limits: &HttpLimits) -> Router {
         .route("/epoch", get(epoch_info))
         .route("/epoch/enroll", post(enroll))
         .route("/wallet/balance", get(balance))
+        .route("/wallet/transfer/signed", post(transfer_signed))
+        .route("/wallet/history", get(wallet_history))
+        .route("/wallet/tx/{tx_hash}", get(wallet_tx))
         .route("/rewards/epoch/{n}", get(rewards))
         .route("/api/epoch/{n}/settlement", get(settlement))
         .route("/api/epoch/{n}/anchor", get(anchor))
@@ -208,13 +213,7 @@ async fn submit_attestation(node: &Node, body: Result<Bytes, BytesRejection>) ->
     let outcome = node.writer.attest(new).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     match outcome {
         Ok(_) => node.announce(id),
-        Err(Refusal::NonceReplay) => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "NONCE_REPLAY", "nonce already used"));
-        }
-        Err(r @ Refusal::DuplicateHardware(_)) => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "DUPLICATE_HARDWARE", format!("hardware_already_bound: {r}")));
-        }
-        Err(r @ Refusal::EpochSettled(_)) => return Err(ApiError::new(StatusCode::CONFLICT, "EPOCH_SETTLED", r.to_string())),
+        Err(r) => return Err(refused(r)),
     }
     if !eval.verdict.passed {
         tracing::info!(miner = %sub.miner, miner_id = %sub.miner_id, reasons = ?eval.verdict.reasons, "attestation accepted; fingerprint failed");
@@ -307,6 +306,153 @@ async fn enroll(State(node): State<Arc<Node>>, body: Result<Bytes, BytesRejectio
     .into_response())
 }
 
+/// A write the store refused, as the HTTP answer (every refusal is a 409 with its own code).
+fn refused(r: Refusal) -> ApiError {
+    let code = match &r {
+        Refusal::NonceReplay => "NONCE_REPLAY",
+        Refusal::DuplicateHardware(_) => "DUPLICATE_HARDWARE",
+        Refusal::EpochSettled(_) => "EPOCH_SETTLED",
+        Refusal::StaleNonce { .. } => "STALE_NONCE",
+        Refusal::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
+        Refusal::DuplicateTransfer(_) => "DUPLICATE_TRANSFER",
+    };
+    let message = match &r {
+        Refusal::NonceReplay => "nonce already used".to_owned(),
+        Refusal::DuplicateHardware(_) => format!("hardware_already_bound: {r}"),
+        _ => r.to_string(),
+    };
+    ApiError::new(StatusCode::CONFLICT, code, message)
+}
+
+/// `POST /wallet/transfer/signed`: a field wallet's signed transfer. Verified, checked against the
+/// sender's nonce and confirmed-minus-pending balance, stored, announced; settled with the epoch.
+async fn transfer_signed(State(node): State<Arc<Node>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let body = body_bytes(body)?;
+    let spec = node.spec.clone();
+    let t = tokio::task::spawn_blocking(move || transfer::parse_transfer(&spec, &body))
+        .await
+        .map_err(|_| ApiError::unavailable("validation task failed"))?
+        .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    let slot = node.spec.slot_at(node.clock.now_unix());
+    let epoch = node.spec.epoch_of_slot(slot);
+    let record = TransferRecord::accept(&node.spec, &node.key, &t, slot);
+    let id = record.id();
+    let stored = StoredTransfer::new(&t, slot);
+    let new = NewTransfer { origin: Origin::Miner, id, epoch, record, transfer: stored.clone() };
+    match node.writer.transfer(new).await.map_err(|e| ApiError::unavailable(e.to_string()))? {
+        Ok(_) => node.announce(id),
+        Err(r) => return Err(refused(r)),
+    }
+    node.metrics.transfers_accepted.inc();
+    tracing::info!(tx_hash = %stored.tx_hash, from = %stored.from, to = %stored.to, amount_urtc = stored.amount_urtc, epoch, "transfer accepted; pending");
+    Ok(Json(json!({
+        "ok": true,
+        "verified": true,
+        "tx_hash": stored.tx_hash,
+        "phase": "pending",
+        "from_address": stored.from,
+        "to_address": stored.to,
+        "amount_rtc": stored.amount_urtc as f64 / URTC_PER_RTC as f64,
+        "amount_i64": stored.amount_urtc,
+        "nonce": stored.nonce,
+        "confirms_at_epoch": epoch,
+    }))
+    .into_response())
+}
+
+fn transfer_json(t: &store::StoredTransfer) -> Value {
+    json!({
+        "tx_hash": t.tx_hash, "from_address": t.from, "to_address": t.to, "amount_i64": t.amount_urtc,
+        "amount_rtc": t.amount_urtc as f64 / URTC_PER_RTC as f64, "nonce": t.nonce, "memo": t.memo,
+    })
+}
+
+/// `GET /wallet/tx/{tx_hash}`: pending, confirmed (epoch) or rejected (reason), as this node knows it.
+async fn wallet_tx(State(node): State<Arc<Node>>, p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult {
+    let Path(tx) = p.map_err(|e| ApiError::bad_request("INVALID_TX_HASH", e.body_text()))?;
+    if tx.len() != 32 || !tx.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(ApiError::bad_request("INVALID_TX_HASH", "tx_hash must be 32 lowercase hex characters"));
+    }
+    let state = store::tx_state(&*node.db()?, &tx)?
+        .ok_or_else(|| ApiError::not_found("UNKNOWN_TX", format!("transfer {tx} is not known to this node")))?;
+    let mut out = match state {
+        store::TxState::Pending(t) => {
+            let mut v = transfer_json(&t);
+            v["status"] = "pending".into();
+            v["confirms_at_epoch"] = node.spec.epoch_of_slot(t.slot).into();
+            v
+        }
+        store::TxState::Judged(j) => {
+            let mut v = transfer_json(&j.transfer);
+            v["epoch"] = j.epoch.into();
+            if j.result == TransferResult::Applied {
+                v["status"] = "confirmed".into();
+            } else {
+                v["status"] = "rejected".into();
+                v["reason"] = j.result.as_str().into();
+            }
+            v
+        }
+    };
+    out["ok"] = true.into();
+    out["tx_hash"] = tx.into();
+    Ok(Json(out).into_response())
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    address: Option<String>,
+    miner_id: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+/// `GET /wallet/history?address=&limit=&offset=`: pending transfers first, then the confirmed
+/// ledger (rewards and transfers), newest first.
+async fn wallet_history(State(node): State<Arc<Node>>, q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
+    let q = query(q)?;
+    let wallet = wallet_param(q.address.or(q.miner_id))?;
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > 500 {
+        return Err(ApiError::bad_request("INVALID_LIMIT", "limit must be 1..=500"));
+    }
+    let offset = q.offset.unwrap_or(0);
+    let db = node.db()?;
+    let (incoming, outgoing) = store::pending_for(&db, &wallet)?;
+    let mut pending: Vec<(u64, Value)> = Vec::new();
+    for (t, kind) in incoming.iter().map(|t| (t, "transfer_in")).chain(outgoing.iter().map(|t| (t, "transfer_out"))) {
+        let counterparty = if kind == "transfer_in" { &t.from } else { &t.to };
+        pending.push((t.slot, json!({
+            "kind": kind, "status": "pending", "tx_hash": t.tx_hash, "counterparty": counterparty,
+            "amount_i64": t.amount_urtc, "amount_rtc": t.amount_urtc as f64 / URTC_PER_RTC as f64,
+            "confirms_at_epoch": node.spec.epoch_of_slot(t.slot),
+        })));
+    }
+    pending.sort_by(|a, b| b.0.cmp(&a.0));
+    let skip_pending = offset.min(pending.len());
+    let mut items: Vec<Value> = pending.into_iter().skip(skip_pending).take(limit).map(|(_, v)| v).collect();
+    let (confirmed, entries) = store::history(&db, &wallet, offset - skip_pending, limit - items.len())?;
+    for e in entries {
+        items.push(json!({
+            "kind": e.kind, "status": "confirmed", "epoch": e.epoch, "tx_hash": e.tx_hash, "counterparty": e.counterparty,
+            "amount_i64": e.amount_urtc, "amount_rtc": e.amount_urtc as f64 / URTC_PER_RTC as f64,
+        }));
+    }
+    Ok(Json(json!({
+        "ok": true, "address": wallet, "total": confirmed as usize + incoming.len() + outgoing.len(),
+        "limit": limit, "offset": offset, "items": items,
+    }))
+    .into_response())
+}
+
+fn wallet_param(w: Option<String>) -> Result<String, ApiError> {
+    let wallet = w.ok_or_else(|| ApiError::bad_request("MISSING_FIELD", "miner_id (or address) is required"))?;
+    if !attestation::valid_miner_id(&wallet) {
+        return Err(ApiError::bad_request("INVALID_FIELD", "miner_id must match ^[A-Za-z0-9._:-]{1,128}$"));
+    }
+    Ok(wallet)
+}
+
 /// A query string, or 400 INVALID_QUERY saying what is wrong with it.
 fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t).map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))
@@ -320,12 +466,18 @@ struct BalanceQuery {
 
 async fn balance(State(node): State<Arc<Node>>, q: Result<Query<BalanceQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
     let q = query(q)?;
-    let wallet = q.miner_id.or(q.address).ok_or_else(|| ApiError::bad_request("MISSING_FIELD", "miner_id is required"))?;
-    if !attestation::valid_miner_id(&wallet) {
-        return Err(ApiError::bad_request("INVALID_FIELD", "miner_id must match ^[A-Za-z0-9._:-]{1,128}$"));
-    }
-    let amount = store::balance(&*node.db()?, &wallet)?;
-    Ok(Json(json!({"miner_id": wallet, "amount_i64": amount, "amount_rtc": amount as f64 / URTC_PER_RTC as f64})).into_response())
+    let wallet = wallet_param(q.miner_id.or(q.address))?;
+    let db = node.db()?;
+    let amount = store::balance(&db, &wallet)?;
+    let (incoming, outgoing) = store::pending_for(&db, &wallet)?;
+    let sum = |v: &[store::StoredTransfer]| v.iter().map(|t| t.amount_urtc).sum::<u64>();
+    // The last nonce a new transfer must exceed: of the last applied transfer or a pending one.
+    let last_nonce = store::last_applied_nonce(&db, &wallet)?.max(outgoing.iter().map(|t| t.nonce).max());
+    Ok(Json(json!({
+        "miner_id": wallet, "amount_i64": amount, "amount_rtc": amount as f64 / URTC_PER_RTC as f64,
+        "pending_in_i64": sum(&incoming), "pending_out_i64": sum(&outgoing), "last_nonce": last_nonce,
+    }))
+    .into_response())
 }
 
 fn epoch_param(p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<u64, ApiError> {

@@ -88,6 +88,8 @@ pub struct Metrics {
     pub last_certified_epoch: Gauge,
     pub db_size_bytes: Gauge,
     pub db_write_failures: Counter,
+    /// Signed transfers accepted over HTTP at this node (pending until settled).
+    pub transfers_accepted: Counter,
     pub backup_age_seconds: Gauge<f64, AtomicU64>,
     pub backup_last_success: Gauge,
     pub backups: Family<StatusLabel, Counter>,
@@ -129,6 +131,7 @@ impl MetricsBuilder {
             last_certified_epoch: Gauge::default(),
             db_size_bytes: Gauge::default(),
             db_write_failures: Counter::default(),
+            transfers_accepted: Counter::default(),
             backup_age_seconds: Gauge::default(),
             backup_last_success: Gauge::default(),
             backups: Family::default(),
@@ -172,6 +175,7 @@ impl MetricsBuilder {
         r.register("last_certified_epoch", "Highest epoch with a certificate (-1: none)", m.last_certified_epoch.clone());
         r.register("db_size_bytes", "Size of the database file", m.db_size_bytes.clone());
         r.register("db_write_failures", "Write batches whose commit failed (nothing of them was stored)", m.db_write_failures.clone());
+        r.register("transfers_accepted", "Signed transfers accepted over HTTP at this node", m.transfers_accepted.clone());
         r.register("backup_age_seconds", "Age of the newest backup (-1: none)", m.backup_age_seconds.clone());
         r.register("backup_last_success_timestamp_seconds", "Unix time of the newest backup (0: none)", m.backup_last_success.clone());
         r.register("backups", "Backups taken, by outcome (ok, failed)", m.backups.clone());

@@ -12,12 +12,13 @@ use libp2p::PeerId;
 use libp2p::gossipsub::MessageAcceptance;
 use protocol::Hash32;
 use protocol::attestation::{self, AttestationRecord};
+use protocol::transfer::TransferRecord;
 use protocol::wire::{self, Id, InvEpoch, Request, Response};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::network::{Command, NetEvent, NetHandle};
 use crate::service::Node;
-use crate::store::{self, NewAttestation, Origin, StoredClaim};
+use crate::store::{self, NewAttestation, NewTransfer, Origin, StoredClaim, StoredTransfer};
 
 /// Concurrent fetches triggered by announcements.
 const MAX_CONCURRENT_FETCHES: usize = 32;
@@ -36,32 +37,97 @@ pub enum IngestError {
     Storage(String),
 }
 
-/// Verify a record from a peer and store it. Returns true if it was new.
-pub async fn ingest(node: &Node, record: AttestationRecord) -> Result<bool, IngestError> {
-    let id = record.id();
-    if node.db.get().and_then(|db| store::has_record(&db, &id)).map_err(|e| IngestError::Storage(e.to_string()))? {
-        return Ok(false);
-    }
+/// Verify a page of records from a peer and store the valid ones. Verification of the whole page
+/// runs in one blocking task, and every write is handed to the writer before any is awaited, so the
+/// page lands in as few commits as the writer's batching allows (one, usually) instead of one
+/// commit per record. Returns, per record in input order, whether it was new.
+pub async fn ingest_page(node: &Node, records: Vec<AnyRecord>) -> Vec<Result<bool, IngestError>> {
+    let known = match node.db.get() {
+        Ok(db) => records.iter().map(|r| store::has_record(&db, &r.id())).collect::<Result<Vec<bool>, _>>(),
+        Err(e) => Err(e),
+    };
+    let known = match known {
+        Ok(k) => k,
+        Err(e) => return records.iter().map(|_| Err(IngestError::Storage(e.to_string()))).collect(),
+    };
     let spec = node.spec.clone();
-    let (record, sub) = tokio::task::spawn_blocking(move || {
-        let sub = record.verify(&spec);
-        (record, sub)
-    })
-    .await
-    .map_err(|e| IngestError::Storage(e.to_string()))?;
-    let sub = sub.map_err(|e| IngestError::Invalid(e.to_string()))?;
-    let slot = record.receipt.slot;
     let now_slot = node.spec.slot_at(node.clock.now_unix());
-    if slot > now_slot + 2 {
-        return Err(IngestError::Invalid(format!("receipt slot {slot} is in the future (now {now_slot})")));
+    let n = records.len();
+    // Already-stored records are not verified again (a peer's copy of a record we hold is the same bytes).
+    let checked = tokio::task::spawn_blocking(move || {
+        records
+            .into_iter()
+            .zip(known)
+            .map(|(record, known)| if known { Ok(None) } else { check(&spec, now_slot, record).map(Some) })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let checked = match checked {
+        Ok(c) => c,
+        Err(e) => return (0..n).map(|_| Err(IngestError::Storage(e.to_string()))).collect(),
+    };
+    let writes = checked.into_iter().map(|c| async move {
+        match c {
+            Ok(None) => Ok(false),
+            Ok(Some(Checked::Attestation(new))) => match node.writer.attest(new).await {
+                Ok(Ok(stored)) => Ok(stored),
+                Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
+                Err(e) => Err(IngestError::Storage(e.to_string())),
+            },
+            Ok(Some(Checked::Transfer(new))) => match node.writer.transfer(new).await {
+                Ok(Ok(stored)) => Ok(stored),
+                Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
+                Err(e) => Err(IngestError::Storage(e.to_string())),
+            },
+            Err(e) => Err(e),
+        }
+    });
+    futures::future::join_all(writes).await
+}
+
+/// A record as it crosses the wire: an attestation or a transfer, each with its receipt.
+pub enum AnyRecord {
+    Attestation(AttestationRecord),
+    Transfer(TransferRecord),
+}
+
+impl AnyRecord {
+    pub fn id(&self) -> Hash32 {
+        match self {
+            AnyRecord::Attestation(r) => r.id(),
+            AnyRecord::Transfer(r) => r.id(),
+        }
     }
-    let eval = attestation::evaluate(&node.spec, &sub, slot);
-    let claim = StoredClaim::new(&sub, &eval, slot);
-    let new = NewAttestation { origin: Origin::Peer, id, epoch: node.spec.epoch_of_slot(slot), claim, record, nonce_expires: 0 };
-    match node.writer.attest(new).await {
-        Ok(Ok(stored)) => Ok(stored),
-        Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
-        Err(e) => Err(IngestError::Storage(e.to_string())),
+}
+
+enum Checked {
+    Attestation(NewAttestation),
+    Transfer(NewTransfer),
+}
+
+/// Everything the HTTP path checks, plus the receipt: the write a valid record becomes.
+fn check(spec: &protocol::ChainSpec, now_slot: u64, record: AnyRecord) -> Result<Checked, IngestError> {
+    let future = |slot: u64| {
+        if slot > now_slot + 2 {
+            return Err(IngestError::Invalid(format!("receipt slot {slot} is in the future (now {now_slot})")));
+        }
+        Ok(slot)
+    };
+    match record {
+        AnyRecord::Attestation(record) => {
+            let sub = record.verify(spec).map_err(|e| IngestError::Invalid(e.to_string()))?;
+            let slot = future(record.receipt.slot)?;
+            let eval = attestation::evaluate(spec, &sub, slot);
+            let claim = StoredClaim::new(&sub, &eval, slot);
+            let epoch = spec.epoch_of_slot(slot);
+            Ok(Checked::Attestation(NewAttestation { origin: Origin::Peer, id: record.id(), epoch, claim, record, nonce_expires: 0 }))
+        }
+        AnyRecord::Transfer(record) => {
+            let t = record.verify(spec).map_err(|e| IngestError::Invalid(e.to_string()))?;
+            let slot = future(record.receipt.slot)?;
+            let transfer = StoredTransfer::new(&t, slot);
+            Ok(Checked::Transfer(NewTransfer { origin: Origin::Peer, id: record.id(), epoch: spec.epoch_of_slot(slot), record, transfer }))
+        }
     }
 }
 
@@ -71,8 +137,12 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
     for chunk in ids.chunks(FETCH_CHUNK) {
         let wanted: BTreeSet<Hash32> = chunk.iter().copied().collect();
         let req = Request::GetAttestations { ids: chunk.iter().map(|i| Id(*i)).collect() };
-        let records = match net.request(peer, req).await {
-            Ok(Response::Attestations { records }) => records,
+        let records: Vec<AnyRecord> = match net.request(peer, req).await {
+            Ok(Response::Attestations { records, transfers }) => records
+                .into_iter()
+                .map(AnyRecord::Attestation)
+                .chain(transfers.into_iter().map(AnyRecord::Transfer))
+                .collect(),
             Ok(other) => {
                 tracing::debug!(%peer, response = ?std::mem::discriminant(&other), "unexpected answer to GetAttestations");
                 missing += chunk.len();
@@ -85,6 +155,7 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
             }
         };
         let mut got = BTreeSet::new();
+        let mut page = Vec::with_capacity(records.len());
         for record in records {
             let id = record.id();
             if !wanted.contains(&id) || !got.insert(id) {
@@ -92,7 +163,10 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
                 invalid += 1;
                 continue;
             }
-            match ingest(node, record).await {
+            page.push(record);
+        }
+        for outcome in ingest_page(node, page).await {
+            match outcome {
                 Ok(new) => stored += usize::from(new),
                 Err(IngestError::Invalid(why)) => {
                     net.penalize(peer, 50, format!("sent an invalid record: {why}"));

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use protocol::attestation::AttestationRecord;
 use protocol::consensus::{EpochCertificate, Equivocation, Vote};
 use protocol::enrollment::{self, Binding, Claim};
-use protocol::settlement::{self, Settlement};
+use protocol::settlement::{self, Account, PendingTransfer, Settlement, TransferInput, TransferResult};
+use protocol::transfer::TransferRecord;
 use protocol::{ChainSpec, Hash32};
 use redb::{
     Builder, Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
@@ -19,7 +20,8 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 /// Bump when the layout changes; a database with another version is refused.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Version 2: settlement records of version 2 (transfers), the transfer tables.
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// `schema_version`, `network_id`, `first_epoch`, `ledger_seq`.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -53,10 +55,28 @@ const LEDGER: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("ledger"
 /// epoch -> `AnchorRecord` (CBOR): where this node anchored the epoch's certified hash.
 const ANCHORS: TableDefinition<u64, &[u8]> = TableDefinition::new("anchors");
 
+/// record id -> `TransferRecord` (CBOR): every verified transfer record (one per receipt).
+const TRANSFER_RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("transfer_records");
+/// (epoch of the receipt, record id) -> `StoredTransfer` (CBOR): the registry's transfer side.
+const EPOCH_TRANSFERS: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("epoch_transfers");
+/// tx hash -> `StoredTransfer` (CBOR, earliest receipt): transfers no applied settlement judged yet.
+const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("pending_transfers");
+/// (address, tx hash) -> (): pending transfers by sender and by recipient.
+const PENDING_OUT: TableDefinition<(&str, &str), ()> = TableDefinition::new("pending_out");
+const PENDING_IN: TableDefinition<(&str, &str), ()> = TableDefinition::new("pending_in");
+/// tx hash -> `JudgedTransfer` (CBOR): what an applied settlement decided.
+const JUDGED: TableDefinition<&str, &[u8]> = TableDefinition::new("judged_transfers");
+/// address -> nonce of its last applied transfer.
+const LAST_NONCES: TableDefinition<&str, u64> = TableDefinition::new("last_nonces");
+/// (address, ledger seq) -> `LedgerEntry` (CBOR): the ledger by wallet, for history.
+const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("wallet_history");
+
 /// Every table of the schema. A backup copies exactly these; `check` wants all of them.
-pub const TABLE_NAMES: [&str; 15] = [
+pub const TABLE_NAMES: [&str; 23] = [
     "meta", "records", "epoch_claims", "enrollments", "serial_bindings", "used_nonces", "miners", "settlements",
-    "balances", "ledger", "votes", "certificates", "applied", "evidence", "anchors",
+    "balances", "ledger", "votes", "certificates", "applied", "evidence", "anchors", "transfer_records",
+    "epoch_transfers", "pending_transfers", "pending_out", "pending_in", "judged_transfers", "last_nonces",
+    "wallet_history",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -164,8 +184,76 @@ pub struct LedgerEntry {
     pub epoch: u64,
     pub wallet: String,
     pub amount_urtc: u64,
-    /// `reward` (the only kind until transfers exist).
+    /// `reward`, `transfer_in` or `transfer_out` (which the balance loses).
     pub kind: String,
+    /// The transfer, for `transfer_in` / `transfer_out`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_hash: Option<String>,
+    /// The other side of a transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterparty: Option<String>,
+}
+
+impl LedgerEntry {
+    /// What the entry did to the balance.
+    pub fn signed_amount(&self) -> i128 {
+        if self.kind == "transfer_out" { -(self.amount_urtc as i128) } else { self.amount_urtc as i128 }
+    }
+}
+
+/// A verified transfer as the settlement needs it, with its receipt slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredTransfer {
+    pub tx_hash: String,
+    pub from: String,
+    pub to: String,
+    pub amount_urtc: u64,
+    pub nonce: u64,
+    pub slot: u64,
+    pub memo: String,
+}
+
+impl StoredTransfer {
+    pub fn new(t: &protocol::transfer::Transfer, slot: u64) -> StoredTransfer {
+        StoredTransfer {
+            tx_hash: t.tx_hash(),
+            from: t.from_address.clone(),
+            to: t.to_address.clone(),
+            amount_urtc: t.amount_i64 as u64,
+            nonce: t.nonce as u64,
+            slot,
+            memo: t.memo.clone(),
+        }
+    }
+
+    pub fn pending(&self) -> PendingTransfer {
+        PendingTransfer { tx_hash: self.tx_hash.clone(), from: self.from.clone(), to: self.to.clone(), amount_urtc: self.amount_urtc, nonce: self.nonce }
+    }
+}
+
+/// A transfer an applied (certified) settlement judged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JudgedTransfer {
+    pub epoch: u64,
+    pub result: TransferResult,
+    pub transfer: StoredTransfer,
+}
+
+/// A transfer on its way to disk.
+#[derive(Clone, Debug)]
+pub struct NewTransfer {
+    pub origin: Origin,
+    pub id: Hash32,
+    pub epoch: u64,
+    pub record: TransferRecord,
+    pub transfer: StoredTransfer,
+}
+
+/// Where a transfer stands at this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxState {
+    Pending(StoredTransfer),
+    Judged(JudgedTransfer),
 }
 
 /// Where a record came from: the HTTP path refuses what a relayed record only records.
@@ -198,6 +286,12 @@ pub enum Refusal {
     DuplicateHardware(String),
     #[error("epoch {0} is already settled")]
     EpochSettled(u64),
+    #[error("nonce {nonce} is not above the sender's last nonce {last}")]
+    StaleNonce { nonce: u64, last: u64 },
+    #[error("insufficient balance: {available} uRTC available (confirmed minus pending), {amount} uRTC asked")]
+    InsufficientBalance { available: u64, amount: u64 },
+    #[error("transfer {0} was already submitted")]
+    DuplicateTransfer(String),
 }
 
 /// Open (or create) the node's database file. Every page checksum is verified on open, so a file
@@ -250,6 +344,14 @@ pub fn init(db: Database, spec: &ChainSpec, current_epoch: u64) -> Result<Databa
             w.open_table(APPLIED)?;
             w.open_table(EVIDENCE)?;
             w.open_table(ANCHORS)?;
+            w.open_table(TRANSFER_RECORDS)?;
+            w.open_table(EPOCH_TRANSFERS)?;
+            w.open_table(PENDING)?;
+            w.open_table(PENDING_OUT)?;
+            w.open_table(PENDING_IN)?;
+            w.open_table(JUDGED)?;
+            w.open_table(LAST_NONCES)?;
+            w.open_table(HISTORY)?;
             w.commit()?;
         }
         Some(v) => {
@@ -464,6 +566,104 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
     Ok(Ok(Inserted { new: true, new_enrollment }))
 }
 
+/// The sender's last nonce: of its last applied transfer, or of a pending one if higher.
+fn last_nonce_w(w: &WriteTransaction, address: &str) -> Result<Option<u64>, StoreError> {
+    let applied = w.open_table(LAST_NONCES)?.get(address)?.map(|v| v.value());
+    let pending = w.open_table(PENDING)?;
+    let mut last = applied;
+    for row in w.open_table(PENDING_OUT)?.range((address, "")..)? {
+        let (k, _) = row?;
+        let (from, tx) = k.value();
+        if from != address {
+            break;
+        }
+        if let Some(v) = pending.get(tx)? {
+            let t: StoredTransfer = uncbor(v.value(), "pending transfer")?;
+            last = last.max(Some(t.nonce));
+        }
+    }
+    Ok(last)
+}
+
+/// Store one verified transfer record. From a wallet (HTTP), it must carry a nonce above the
+/// sender's last (applied or pending) and an amount within its confirmed balance minus what it has
+/// pending out; a peer's record is stored whatever it says (the settlement judges it). The
+/// transfer is pending until an applied settlement judges it; it counts from its earliest receipt.
+pub fn insert_transfer(w: &WriteTransaction, t: &NewTransfer) -> Result<Result<bool, Refusal>, StoreError> {
+    let mut records = w.open_table(TRANSFER_RECORDS)?;
+    if records.get(t.id.as_slice())?.is_some() {
+        return Ok(Ok(false));
+    }
+    let tx = t.transfer.tx_hash.as_str();
+    let judged = w.open_table(JUDGED)?.get(tx)?.is_some();
+    let mut pending = w.open_table(PENDING)?;
+    let earlier = match pending.get(tx)? {
+        Some(v) => Some(uncbor::<StoredTransfer>(v.value(), "pending transfer")?),
+        None => None,
+    };
+    if t.origin == Origin::Miner {
+        if judged || earlier.is_some() {
+            return Ok(Err(Refusal::DuplicateTransfer(tx.to_owned())));
+        }
+        let last = {
+            drop(pending);
+            let last = last_nonce_w(w, &t.transfer.from)?;
+            pending = w.open_table(PENDING)?;
+            last
+        };
+        if let Some(last) = last.filter(|l| t.transfer.nonce <= *l) {
+            return Ok(Err(Refusal::StaleNonce { nonce: t.transfer.nonce, last }));
+        }
+        let balance = w.open_table(BALANCES)?.get(t.transfer.from.as_str())?.map_or(0, |v| v.value());
+        let mut out = 0u64;
+        for row in w.open_table(PENDING_OUT)?.range((t.transfer.from.as_str(), "")..)? {
+            let (k, _) = row?;
+            let (from, other) = k.value();
+            if from != t.transfer.from {
+                break;
+            }
+            if let Some(v) = pending.get(other)? {
+                out = out.saturating_add(uncbor::<StoredTransfer>(v.value(), "pending transfer")?.amount_urtc);
+            }
+        }
+        let available = balance.saturating_sub(out);
+        if t.transfer.amount_urtc > available {
+            return Ok(Err(Refusal::InsufficientBalance { available, amount: t.transfer.amount_urtc }));
+        }
+    }
+    records.insert(t.id.as_slice(), t.record.to_cbor().as_slice())?;
+    w.open_table(EPOCH_TRANSFERS)?.insert((t.epoch, t.id.as_slice()), cbor(&t.transfer).as_slice())?;
+    if !judged && earlier.as_ref().is_none_or(|e| t.transfer.slot < e.slot) {
+        pending.insert(tx, cbor(&t.transfer).as_slice())?;
+        w.open_table(PENDING_OUT)?.insert((t.transfer.from.as_str(), tx), ())?;
+        w.open_table(PENDING_IN)?.insert((t.transfer.to.as_str(), tx), ())?;
+    }
+    Ok(Ok(true))
+}
+
+/// The input of `epoch`'s settlement: pending transfers whose earliest receipt is in `epoch` or
+/// before, and their senders' accounts.
+fn transfer_input(w: &WriteTransaction, spec: &ChainSpec, epoch: u64) -> Result<TransferInput, StoreError> {
+    let mut input = TransferInput::default();
+    let balances = w.open_table(BALANCES)?;
+    let nonces = w.open_table(LAST_NONCES)?;
+    for row in w.open_table(PENDING)?.iter()? {
+        let t: StoredTransfer = uncbor(row?.1.value(), "pending transfer")?;
+        if spec.epoch_of_slot(t.slot) > epoch {
+            continue;
+        }
+        if !input.accounts.contains_key(&t.from) {
+            let balance_urtc = balances.get(t.from.as_str())?.map_or(0, |v| v.value());
+            let last_nonce = nonces.get(t.from.as_str())?.map(|v| v.value());
+            if balance_urtc > 0 || last_nonce.is_some() {
+                input.accounts.insert(t.from.clone(), Account { balance_urtc, last_nonce });
+            }
+        }
+        input.pending.insert(t.tx_hash.clone(), t.pending());
+    }
+    Ok(input)
+}
+
 /// Compute `epoch`'s settlement from its claims (the protocol's enrollment rule) and store it as
 /// the provisional settlement, unless the epoch is final (its certified settlement applied). Returns the settlement and
 /// whether it is new or changed. Nothing is credited here: balances move only with a certificate.
@@ -503,8 +703,9 @@ pub fn settle_epoch(w: &WriteTransaction, spec: &ChainSpec, epoch: u64) -> Resul
         }
     }
     let enrolled = enrollment::enroll(&claims, &bindings);
-    let s = settlement::settle(spec, epoch, prev_hash, &enrollment::weights(&enrolled))
-        .map_err(|_| StoreError::Corrupt("weights"))?;
+    let input = transfer_input(w, spec, epoch)?;
+    let s = settlement::settle(spec, epoch, prev_hash, &enrollment::weights(&enrolled), &input)
+        .map_err(|_| StoreError::Corrupt("weights or balances"))?;
     let changed = previous.as_ref() != Some(&s);
     if changed {
         settlements.insert(epoch, s.canonical_bytes().as_slice())?;
@@ -582,16 +783,56 @@ pub fn apply_certificate(w: &WriteTransaction, cert: &EpochCertificate, offered:
         (_, Some(l)) if l.hash() == cert.settlement_hash => l.clone(),
         _ => return Ok(Applied::Mismatch { ours: local.map(|l| l.hash()) }),
     };
-    settlements.insert(epoch, chosen.canonical_bytes().as_slice())?;
     let mut balances = w.open_table(BALANCES)?;
+    // Balances after the epoch; a debit that does not fit means an earlier epoch's settlement is
+    // not applied here yet (certificates arrived out of order): wait for it, credit nothing now.
+    let mut after = Vec::with_capacity(chosen.balance_changes.len());
+    for c in &chosen.balance_changes {
+        let before = balances.get(c.address.as_str())?.map_or(0, |v| v.value());
+        match before.checked_add(c.credit_urtc).and_then(|b| b.checked_sub(c.debit_urtc)) {
+            Some(b) => after.push((c.address.as_str(), b)),
+            None => return Ok(Applied::Mismatch { ours: local.map(|l| l.hash()) }),
+        }
+    }
+    settlements.insert(epoch, chosen.canonical_bytes().as_slice())?;
+    for (address, b) in after {
+        balances.insert(address, b)?;
+    }
     let mut ledger = w.open_table(LEDGER)?;
+    let mut history = w.open_table(HISTORY)?;
     let mut meta = w.open_table(META)?;
     let mut seq = meta.get("ledger_seq")?.and_then(|v| be_u64(v.value())).ok_or(StoreError::Corrupt("ledger_seq"))?;
-    for e in chosen.entries.iter().filter(|e| e.share_urtc > 0) {
-        let before = balances.get(e.miner.as_str())?.map_or(0, |v| v.value());
-        balances.insert(e.miner.as_str(), before + e.share_urtc)?;
-        let entry = LedgerEntry { epoch, wallet: e.miner.clone(), amount_urtc: e.share_urtc, kind: "reward".into() };
-        ledger.insert((epoch, seq), cbor(&entry).as_slice())?;
+    let mut entries: Vec<LedgerEntry> = chosen
+        .entries
+        .iter()
+        .filter(|e| e.share_urtc > 0)
+        .map(|e| LedgerEntry { epoch, wallet: e.miner.clone(), amount_urtc: e.share_urtc, kind: "reward".into(), tx_hash: None, counterparty: None })
+        .collect();
+    let mut judged = w.open_table(JUDGED)?;
+    let mut pending = w.open_table(PENDING)?;
+    let mut pending_out = w.open_table(PENDING_OUT)?;
+    let mut pending_in = w.open_table(PENDING_IN)?;
+    let mut nonces = w.open_table(LAST_NONCES)?;
+    for t in &chosen.transfers {
+        let stored = match pending.remove(t.tx_hash.as_str())? {
+            Some(v) => uncbor::<StoredTransfer>(v.value(), "pending transfer")?,
+            // Judged by a settlement taken from a peer before this node saw the transfer.
+            None => StoredTransfer { tx_hash: t.tx_hash.clone(), from: t.from.clone(), to: t.to.clone(), amount_urtc: t.amount_urtc, nonce: t.nonce, slot: 0, memo: String::new() },
+        };
+        pending_out.remove((t.from.as_str(), t.tx_hash.as_str()))?;
+        pending_in.remove((t.to.as_str(), t.tx_hash.as_str()))?;
+        judged.insert(t.tx_hash.as_str(), cbor(&JudgedTransfer { epoch, result: t.result, transfer: stored }).as_slice())?;
+        if t.result == TransferResult::Applied {
+            nonces.insert(t.from.as_str(), t.nonce)?;
+            let tx_hash = Some(t.tx_hash.clone());
+            entries.push(LedgerEntry { epoch, wallet: t.from.clone(), amount_urtc: t.amount_urtc, kind: "transfer_out".into(), tx_hash: tx_hash.clone(), counterparty: Some(t.to.clone()) });
+            entries.push(LedgerEntry { epoch, wallet: t.to.clone(), amount_urtc: t.amount_urtc, kind: "transfer_in".into(), tx_hash, counterparty: Some(t.from.clone()) });
+        }
+    }
+    for entry in entries {
+        let bytes = cbor(&entry);
+        ledger.insert((epoch, seq), bytes.as_slice())?;
+        history.insert((entry.wallet.as_str(), seq), bytes.as_slice())?;
         seq += 1;
     }
     meta.insert("ledger_seq", seq.to_be_bytes().as_slice())?;
@@ -773,29 +1014,40 @@ pub fn miners(db: &Database, offset: usize, limit: usize) -> Result<(u64, Vec<Mi
     Ok((total, out))
 }
 
+/// Whether this node holds the record (an attestation or a transfer record).
 pub fn has_record(db: &Database, id: &Hash32) -> Result<bool, StoreError> {
     let r = db.begin_read()?;
-    Ok(r.open_table(RECORDS)?.get(id.as_slice())?.is_some())
+    Ok(r.open_table(RECORDS)?.get(id.as_slice())?.is_some() || r.open_table(TRANSFER_RECORDS)?.get(id.as_slice())?.is_some())
 }
 
-/// The records among `ids` that this node has, up to `max_records` and about `max_bytes` of CBOR.
-pub fn records_by_ids(db: &Database, ids: &[Hash32], max_records: usize, max_bytes: usize) -> Result<Vec<AttestationRecord>, StoreError> {
+/// The records among `ids` that this node has (attestations, transfers), up to `max_records` in
+/// all and about `max_bytes` of CBOR.
+pub fn records_by_ids(
+    db: &Database,
+    ids: &[Hash32],
+    max_records: usize,
+    max_bytes: usize,
+) -> Result<(Vec<AttestationRecord>, Vec<TransferRecord>), StoreError> {
     let r = db.begin_read()?;
-    let t = r.open_table(RECORDS)?;
-    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    let (attestations, transfers) = (r.open_table(RECORDS)?, r.open_table(TRANSFER_RECORDS)?);
+    let (mut out, mut tout, mut bytes) = (Vec::new(), Vec::new(), 0usize);
     for id in ids {
-        if out.len() >= max_records {
+        if out.len() + tout.len() >= max_records {
             break;
         }
-        if let Some(v) = t.get(id.as_slice())? {
-            bytes += v.value().len();
-            if bytes > max_bytes && !out.is_empty() {
-                break;
-            }
+        let (a, t) = (attestations.get(id.as_slice())?, transfers.get(id.as_slice())?);
+        let len = a.as_ref().or(t.as_ref()).map_or(0, |v| v.value().len());
+        if len > 0 && bytes + len > max_bytes && !(out.is_empty() && tout.is_empty()) {
+            break;
+        }
+        bytes += len;
+        if let Some(v) = a {
             out.push(AttestationRecord::from_cbor(v.value()).map_err(|_| StoreError::Corrupt("record"))?);
+        } else if let Some(v) = t {
+            tout.push(TransferRecord::from_cbor(v.value()).map_err(|_| StoreError::Corrupt("transfer record"))?);
         }
     }
-    Ok(out)
+    Ok((out, tout))
 }
 
 /// Record ids of epochs `from..=to` in (epoch, id) order, strictly after `after`; and the cursor
@@ -808,35 +1060,47 @@ pub fn epoch_ids_page(
     limit: usize,
 ) -> Result<(Vec<(u64, Hash32)>, Option<(u64, Hash32)>), StoreError> {
     let r = db.begin_read()?;
-    let t = r.open_table(EPOCH_CLAIMS)?;
     let start = after.map_or((from, [0u8; 32]), |a| a);
-    let mut out = Vec::new();
     let end = to.saturating_add(1);
-    for row in t.range((start.0, start.1.as_slice())..(end, &[][..]))? {
-        let (k, _) = row?;
-        let (epoch, id) = k.value();
-        let id: Hash32 = id.try_into().map_err(|_| StoreError::Corrupt("claim id"))?;
-        if after == Some((epoch, id)) || epoch < from {
-            continue;
+    // Up to limit + 1 keys from each index; their merge in (epoch, id) order is the page.
+    let mut keys = Vec::with_capacity(2 * limit + 2);
+    for def in [EPOCH_CLAIMS, EPOCH_TRANSFERS] {
+        let t = r.open_table(def)?;
+        let mut n = 0;
+        for row in t.range((start.0, start.1.as_slice())..(end, &[][..]))? {
+            let (k, _) = row?;
+            let (epoch, id) = k.value();
+            let id: Hash32 = id.try_into().map_err(|_| StoreError::Corrupt("record id"))?;
+            if after == Some((epoch, id)) || epoch < from {
+                continue;
+            }
+            keys.push((epoch, id));
+            n += 1;
+            if n > limit {
+                break;
+            }
         }
-        if out.len() == limit {
-            let last = *out.last().expect("limit >= 1");
-            return Ok((out, Some(last)));
-        }
-        out.push((epoch, id));
     }
-    Ok((out, None))
+    keys.sort_unstable();
+    if keys.len() > limit {
+        keys.truncate(limit);
+        let last = *keys.last().expect("limit >= 1");
+        return Ok((keys, Some(last)));
+    }
+    Ok((keys, None))
 }
 
-/// The record ids this node holds for an epoch, ascending.
+/// The record ids (attestations and transfers) this node holds for an epoch, ascending.
 pub fn epoch_ids(db: &Database, epoch: u64) -> Result<Vec<Hash32>, StoreError> {
     let r = db.begin_read()?;
-    let t = r.open_table(EPOCH_CLAIMS)?;
     let mut ids = Vec::new();
-    for row in t.range((epoch, &[][..])..(epoch + 1, &[][..]))? {
-        let (k, _) = row?;
-        ids.push(<Hash32>::try_from(k.value().1).map_err(|_| StoreError::Corrupt("claim id"))?);
+    for def in [EPOCH_CLAIMS, EPOCH_TRANSFERS] {
+        for row in r.open_table(def)?.range((epoch, &[][..])..(epoch + 1, &[][..]))? {
+            let (k, _) = row?;
+            ids.push(<Hash32>::try_from(k.value().1).map_err(|_| StoreError::Corrupt("record id"))?);
+        }
     }
+    ids.sort_unstable();
     Ok(ids)
 }
 
@@ -851,6 +1115,71 @@ pub fn record(db: &Database, id: &Hash32) -> Result<Option<AttestationRecord>, S
         Some(v) => Ok(Some(AttestationRecord::from_cbor(v.value()).map_err(|_| StoreError::Corrupt("record"))?)),
         None => Ok(None),
     }
+}
+
+pub fn transfer_record(db: &Database, id: &Hash32) -> Result<Option<TransferRecord>, StoreError> {
+    let r = db.begin_read()?;
+    match r.open_table(TRANSFER_RECORDS)?.get(id.as_slice())? {
+        Some(v) => Ok(Some(TransferRecord::from_cbor(v.value()).map_err(|_| StoreError::Corrupt("transfer record"))?)),
+        None => Ok(None),
+    }
+}
+
+/// Where a transfer stands here: judged by an applied settlement, pending, or unknown.
+pub fn tx_state(db: &Database, tx_hash: &str) -> Result<Option<TxState>, StoreError> {
+    let r = db.begin_read()?;
+    if let Some(v) = r.open_table(JUDGED)?.get(tx_hash)? {
+        return Ok(Some(TxState::Judged(uncbor(v.value(), "judged transfer")?)));
+    }
+    match r.open_table(PENDING)?.get(tx_hash)? {
+        Some(v) => Ok(Some(TxState::Pending(uncbor(v.value(), "pending transfer")?))),
+        None => Ok(None),
+    }
+}
+
+/// A wallet's pending transfers: (incoming, outgoing), oldest receipt first.
+pub fn pending_for(db: &Database, address: &str) -> Result<(Vec<StoredTransfer>, Vec<StoredTransfer>), StoreError> {
+    let r = db.begin_read()?;
+    let pending = r.open_table(PENDING)?;
+    let mut sides = [Vec::new(), Vec::new()];
+    for (side, def) in sides.iter_mut().zip([PENDING_IN, PENDING_OUT]) {
+        for row in r.open_table(def)?.range((address, "")..)? {
+            let (k, _) = row?;
+            let (a, tx) = k.value();
+            if a != address {
+                break;
+            }
+            if let Some(v) = pending.get(tx)? {
+                side.push(uncbor::<StoredTransfer>(v.value(), "pending transfer")?);
+            }
+        }
+        side.sort_by_key(|t| (t.slot, t.nonce));
+    }
+    let [incoming, outgoing] = sides;
+    Ok((incoming, outgoing))
+}
+
+/// The nonce of the wallet's last applied transfer.
+pub fn last_applied_nonce(db: &Database, address: &str) -> Result<Option<u64>, StoreError> {
+    let r = db.begin_read()?;
+    Ok(r.open_table(LAST_NONCES)?.get(address)?.map(|v| v.value()))
+}
+
+/// A wallet's confirmed ledger entries, newest first, and how many it has.
+pub fn history(db: &Database, address: &str, offset: usize, limit: usize) -> Result<(u64, Vec<LedgerEntry>), StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(HISTORY)?;
+    let range = t.range((address, 0u64)..=(address, u64::MAX))?;
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for row in range.rev() {
+        let (_, v) = row?;
+        if total as usize >= offset && out.len() < limit {
+            out.push(uncbor(v.value(), "ledger entry")?);
+        }
+        total += 1;
+    }
+    Ok((total, out))
 }
 
 /// Counts for `/api/stats`.
@@ -923,6 +1252,14 @@ pub fn copy_snapshot(r: &ReadTransaction, dst: &Database) -> Result<u64, StoreEr
     n += copy_table(r, &w, APPLIED)?;
     n += copy_table(r, &w, EVIDENCE)?;
     n += copy_table(r, &w, ANCHORS)?;
+    n += copy_table(r, &w, TRANSFER_RECORDS)?;
+    n += copy_table(r, &w, EPOCH_TRANSFERS)?;
+    n += copy_table(r, &w, PENDING)?;
+    n += copy_table(r, &w, PENDING_OUT)?;
+    n += copy_table(r, &w, PENDING_IN)?;
+    n += copy_table(r, &w, JUDGED)?;
+    n += copy_table(r, &w, LAST_NONCES)?;
+    n += copy_table(r, &w, HISTORY)?;
     w.commit()?;
     Ok(n)
 }
@@ -933,6 +1270,7 @@ pub struct CheckReport {
     pub network_id: String,
     pub schema_version: u64,
     pub attestations: u64,
+    pub transfer_records: u64,
     pub epoch_claims: u64,
     pub enrollments: u64,
     pub settlements: u64,
@@ -1012,6 +1350,23 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
             Err(e) => problem(&mut rep, format!("record {} does not decode: {e}", hex::encode(k.value()))),
         }
     }
+    for row in r.open_table(TRANSFER_RECORDS)?.iter()? {
+        let (k, v) = row?;
+        rep.transfer_records += 1;
+        match TransferRecord::from_cbor(v.value()) {
+            Ok(rec) => {
+                if rec.id().as_slice() != k.value() {
+                    problem(&mut rep, format!("transfer record {} is stored under another id", hex::encode(k.value())));
+                }
+                if let Some(spec) = spec
+                    && let Err(e) = rec.verify(spec)
+                {
+                    problem(&mut rep, format!("transfer record {} does not verify: {e}", hex::encode(k.value())));
+                }
+            }
+            Err(e) => problem(&mut rep, format!("transfer record {} does not decode: {e}", hex::encode(k.value()))),
+        }
+    }
     rep.signatures_verified = spec.is_some();
     for row in r.open_table(EPOCH_CLAIMS)?.iter()? {
         let (k, v) = row?;
@@ -1078,7 +1433,7 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
         rep.wallets_with_balance += 1;
     }
     rep.total_balance_urtc = u64::try_from(balance_sum).unwrap_or(u64::MAX);
-    let mut ledger_sum = 0u128;
+    let mut ledger_sum = 0i128;
     for row in r.open_table(LEDGER)?.iter()? {
         let (k, v) = row?;
         rep.ledger_entries += 1;
@@ -1087,10 +1442,12 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
             problem(&mut rep, format!("ledger entry ({epoch}, {seq}) is beyond meta.ledger_seq"));
         }
         match uncbor::<LedgerEntry>(v.value(), "ledger entry") {
-            Ok(e) => ledger_sum += e.amount_urtc as u128,
+            Ok(e) => ledger_sum += e.signed_amount(),
             Err(_) => problem(&mut rep, format!("ledger entry ({epoch}, {seq}) does not decode")),
         }
     }
+    let balance_sum = balance_sum as i128;
+    let paid = paid as i128;
     if balance_sum != ledger_sum {
         problem(&mut rep, format!("balances sum to {balance_sum} uRTC but the ledger to {ledger_sum}"));
     }

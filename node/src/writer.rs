@@ -17,13 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 use protocol::consensus::{EpochCertificate, Vote};
 
 use crate::metrics::Metrics;
-use crate::store::{self, AnchorRecord, Applied, DbHandle, NewAttestation, Refusal, StoreError, VoteOutcome};
+use crate::store::{self, AnchorRecord, Applied, DbHandle, NewAttestation, NewTransfer, Refusal, StoreError, VoteOutcome};
 
 /// Most writes folded into one transaction.
 pub const MAX_BATCH: usize = 512;
 
 pub enum WriteOp {
     Attest(Box<NewAttestation>, oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>),
+    Transfer(Box<NewTransfer>, oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>),
     Settle(u64, oneshot::Sender<Result<(Settlement, bool), WriteFailed>>),
     Vote(Box<Vote>, oneshot::Sender<Result<VoteOutcome, WriteFailed>>),
     Certify(Box<(EpochCertificate, Option<Settlement>)>, oneshot::Sender<Result<Applied, WriteFailed>>),
@@ -141,6 +142,13 @@ impl Writer {
         rx.await.map_err(|_| WriteFailed("the write was not completed (storage failure or shutdown)".into()))?
     }
 
+    /// Store a verified transfer record (from a wallet: with the nonce and balance checks).
+    pub async fn transfer(&self, t: NewTransfer) -> Result<Result<bool, Refusal>, WriteFailed> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteOp::Transfer(Box::new(t), reply)).await?;
+        rx.await.map_err(|_| WriteFailed("the write was not completed (storage failure or shutdown)".into()))?
+    }
+
     pub async fn settle(&self, epoch: u64) -> Result<(Settlement, bool), WriteFailed> {
         let (reply, rx) = oneshot::channel();
         self.send(WriteOp::Settle(epoch, reply)).await?;
@@ -177,6 +185,7 @@ impl Writer {
 
 enum Pending {
     Attest(oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>, Result<store::Inserted, Refusal>, u64),
+    Transfer(oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>, Result<bool, Refusal>),
     Settle(oneshot::Sender<Result<(Settlement, bool), WriteFailed>>, (Settlement, bool)),
     Vote(oneshot::Sender<Result<VoteOutcome, WriteFailed>>, VoteOutcome),
     Certify(oneshot::Sender<Result<Applied, WriteFailed>>, Applied),
@@ -231,6 +240,10 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
                     let outcome = store::insert_attestation(&w, &a)?;
                     pending.push(Pending::Attest(reply, outcome, a.epoch));
                 }
+                WriteOp::Transfer(t, reply) => {
+                    let outcome = store::insert_transfer(&w, &t)?;
+                    pending.push(Pending::Transfer(reply, outcome));
+                }
                 WriteOp::Settle(epoch, reply) => {
                     let settled = store::settle_epoch(&w, &ctx.spec, epoch)?;
                     pending.push(Pending::Settle(reply, settled));
@@ -275,6 +288,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
             for p in pending {
                 match p {
                     Pending::Attest(reply, outcome, _) => drop(reply.send(Ok(outcome.map(|i| i.new)))),
+                    Pending::Transfer(reply, outcome) => drop(reply.send(Ok(outcome))),
                     Pending::Settle(reply, s) => drop(reply.send(Ok(s))),
                     Pending::Vote(reply, o) => drop(reply.send(Ok(o))),
                     Pending::Certify(reply, a) => drop(reply.send(Ok(a))),
@@ -292,6 +306,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
             for p in pending {
                 match p {
                     Pending::Attest(reply, ..) => drop(reply.send(Err(failed.clone()))),
+                    Pending::Transfer(reply, _) => drop(reply.send(Err(failed.clone()))),
                     Pending::Settle(reply, _) => drop(reply.send(Err(failed.clone()))),
                     Pending::Vote(reply, _) => drop(reply.send(Err(failed.clone()))),
                     Pending::Certify(reply, _) => drop(reply.send(Err(failed.clone()))),
@@ -301,7 +316,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
             // Ops the failed transaction never reached (it may fail before the first).
             for op in batch.drain(..) {
                 match op {
-                    WriteOp::Attest(_, reply) => drop(reply.send(Err(failed.clone()))),
+                    WriteOp::Attest(_, reply) | WriteOp::Transfer(_, reply) => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Settle(_, reply) => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Vote(_, reply) => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Certify(_, reply) => drop(reply.send(Err(failed.clone()))),

@@ -7,6 +7,8 @@
 //!   The `attestation/part/*` benches split that cost (JSON only, signature only, evaluate only).
 //! * `settlement/settle+hash/100000`: `settle` over 100,000 wallets and `Settlement::hash`
 //!   (CBOR + SHA-256). Target < 50 ms.
+//! * `settlement/settle+hash/100000+transfers/100000`: the same 100,000 wallets plus 100,000 pending
+//!   transfers between them (a few conflicting, stale or overdrawn). Target < 300 ms (issue 7).
 //! * `enrollment/enroll/100000`: `enroll` over 100,000 claims (extra information).
 
 use std::collections::BTreeMap;
@@ -80,7 +82,8 @@ fn bench_settlement(c: &mut Criterion) {
         .map(|(i, w)| (w, 800_000_000 + (i as u64 * 2_654_435_761) % 2_700_000_000))
         .collect();
     assert_eq!(weights.len(), N);
-    let s = settlement::settle(&spec, 355, [0; 32], &weights).expect("settles");
+    let none = settlement::TransferInput::default();
+    let s = settlement::settle(&spec, 355, [0; 32], &weights, &none).expect("settles");
     assert_eq!(s.distributed_urtc, spec.epoch_pot_urtc);
     eprintln!("settlement of {N} wallets: {} canonical bytes", s.canonical_bytes().len());
 
@@ -89,14 +92,44 @@ fn bench_settlement(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(8));
     g.bench_function("settle+hash/100000", |b| {
         b.iter(|| {
-            let s = settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights)).expect("settles");
+            let s = settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), &none).expect("settles");
             black_box(s.hash())
         })
     });
     g.bench_function("part/settle/100000", |b| {
-        b.iter(|| black_box(settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights)).expect("settles")))
+        b.iter(|| black_box(settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), &none).expect("settles")))
     });
     g.bench_function("part/hash/100000", |b| b.iter(|| black_box(black_box(&s).hash())));
+
+    // 100,000 transfers among the same wallets: every wallet sends one (nonce 1) to another,
+    // every 500th also sends a second with the same nonce (a conflict), every 1,000th has a stale
+    // nonce and every 250th asks for more than it has.
+    let names: Vec<&String> = weights.keys().collect();
+    let mut input = settlement::TransferInput::default();
+    for (i, from) in names.iter().enumerate() {
+        let balance = 5_000_000 + i as u64;
+        input.accounts.insert((*from).clone(), settlement::Account { balance_urtc: balance, last_nonce: (i % 1000 == 0).then_some(7) });
+        let mut push = |k: u64, amount: u64| {
+            let tx_hash = hex::encode(&crypto::sha256(&[i.to_be_bytes().as_slice(), &k.to_be_bytes()].concat())[..16]);
+            let to = names[(i * 7919 + 1 + k as usize) % N].clone();
+            input.pending.insert(tx_hash.clone(), settlement::PendingTransfer { tx_hash, from: (*from).clone(), to, amount_urtc: amount, nonce: 1 });
+        };
+        push(0, if i % 250 == 0 { balance * 3 } else { 1_000 + i as u64 % 5_000 });
+        if i % 500 == 0 {
+            push(1, 10);
+        }
+    }
+    let pending = input.pending.len();
+    let s = settlement::settle(&spec, 355, [0; 32], &weights, &input).expect("settles");
+    let applied = s.transfers.iter().filter(|t| t.result == settlement::TransferResult::Applied).count();
+    eprintln!("settlement of {N} wallets + {pending} transfers: {applied} applied, {} canonical bytes", s.canonical_bytes().len());
+    assert!(pending >= N && applied > N * 9 / 10 && applied < pending, "the benchmark must judge real transfers");
+    g.bench_function("settle+hash/100000+transfers/100000", |b| {
+        b.iter(|| {
+            let s = settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), black_box(&input)).expect("settles");
+            black_box(s.hash())
+        })
+    });
     g.finish();
 }
 

@@ -379,6 +379,12 @@ impl Receipt {
         let msg = receipt_message(&spec.network_id, payload_id, slot, nonce);
         Receipt { node_key: node.public(), slot, nonce: nonce.to_owned(), signature: node.sign(&msg) }
     }
+
+    /// Check the node's signature over (network, payload id, slot, nonce).
+    pub fn verify(&self, spec: &ChainSpec, payload_id: &Hash32) -> Result<(), KeyError> {
+        let msg = receipt_message(&spec.network_id, payload_id, self.slot, &self.nonce);
+        crypto::verify(&self.node_key, &msg, &self.signature)
+    }
 }
 
 /// An accepted attestation: the unit stored, relayed and merged.
@@ -424,8 +430,7 @@ impl AttestationRecord {
         if sub.nonce != self.receipt.nonce {
             return Err(RecordError::NonceMismatch);
         }
-        let msg = receipt_message(&spec.network_id, &self.id(), self.receipt.slot, &self.receipt.nonce);
-        crypto::verify(&self.receipt.node_key, &msg, &self.receipt.signature).map_err(RecordError::Receipt)?;
+        self.receipt.verify(spec, &self.id()).map_err(RecordError::Receipt)?;
         Ok(sub)
     }
 }

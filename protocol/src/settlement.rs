@@ -1,6 +1,6 @@
-//! Settlement: the pure function from (chain spec, epoch, enrolled weights) to the epoch's
-//! `Settlement` record, and the record's hash. Integers only; every ordering is explicit.
-//! `docs/PROTOCOL.md` specifies the encoding byte by byte.
+//! Settlement: the pure function from (chain spec, epoch, enrolled weights, pending transfers and
+//! the senders' accounts) to the epoch's `Settlement` record, and the record's hash. Integers only;
+//! every ordering is explicit. `docs/PROTOCOL.md` specifies the rules and the encoding byte by byte.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,8 @@ use crate::crypto::{Hash32, sha256};
 use crate::spec::ChainSpec;
 
 /// Version of the settlement record layout; part of the hashed bytes.
-pub const SETTLEMENT_VERSION: u64 = 1;
+/// Version 2 added `transfers` and `balance_changes`.
+pub const SETTLEMENT_VERSION: u64 = 2;
 
 /// One enrolled wallet's line in a settlement.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,12 +38,92 @@ pub struct Settlement {
     pub distributed_urtc: u64,
     /// Sorted by `miner`, ascending by UTF-8 bytes; one entry per wallet.
     pub entries: Vec<SettlementEntry>,
+    /// Every transfer this settlement judged, in the order it judged them: by `from`, then
+    /// `nonce`, then `tx_hash` (all ascending).
+    pub transfers: Vec<TransferOutcome>,
+    /// What the epoch did to balances (rewards and applied transfers), one line per address that
+    /// changed, sorted by `address`. Applying a certified settlement is adding these.
+    pub balance_changes: Vec<BalanceChange>,
+}
+
+/// A verified transfer waiting to be settled: the fields the settlement needs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PendingTransfer {
+    pub tx_hash: String,
+    pub from: String,
+    pub to: String,
+    pub amount_urtc: u64,
+    pub nonce: u64,
+}
+
+/// A sender's state before the epoch: its confirmed balance and the nonce of its last applied
+/// transfer (none yet: `None`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub balance_urtc: u64,
+    pub last_nonce: Option<u64>,
+}
+
+/// What the settlement decided for one transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferResult {
+    Applied,
+    /// The sender's balance at that point was below the amount.
+    InsufficientBalance,
+    /// The nonce was not above the sender's last applied nonce at that point.
+    StaleNonce,
+    /// Another transfer with the same sender and nonce was in the same settlement: all of them
+    /// are rejected, and the record keeps them all as evidence.
+    Conflict,
+}
+
+impl TransferResult {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TransferResult::Applied => "applied",
+            TransferResult::InsufficientBalance => "insufficient_balance",
+            TransferResult::StaleNonce => "stale_nonce",
+            TransferResult::Conflict => "conflict",
+        }
+    }
+}
+
+/// One judged transfer. Field order is the hashed order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferOutcome {
+    pub tx_hash: String,
+    pub from: String,
+    pub to: String,
+    pub amount_urtc: u64,
+    pub nonce: u64,
+    pub result: TransferResult,
+}
+
+/// One address's movement in the epoch. Field order is the hashed order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceChange {
+    pub address: String,
+    /// Rewards plus applied transfers received.
+    pub credit_urtc: u64,
+    /// Applied transfers sent.
+    pub debit_urtc: u64,
+}
+
+/// The epoch's transfers and the accounts of their senders (absent = zero balance, no nonce).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransferInput {
+    /// Keyed by tx hash, so the same transfer counted twice is one transfer.
+    pub pending: BTreeMap<String, PendingTransfer>,
+    pub accounts: BTreeMap<String, Account>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SettleError {
     #[error("total weight overflows 64 bits")]
     WeightOverflow,
+    #[error("a balance would overflow 64 bits or go below zero")]
+    BalanceOverflow,
 }
 
 /// The reference node's largest-remainder split: `floor(pot * w / W)` each, then the leftover
@@ -71,18 +152,75 @@ pub fn split_pot(pot: u64, weights: &BTreeMap<String, u64>) -> Result<Vec<u64>, 
     Ok(shares)
 }
 
-/// Settle `epoch`: split the spec's pot over the enrolled wallets' weights.
+/// Settle `epoch`: split the spec's pot over the enrolled wallets' weights, credit the shares, then
+/// judge the pending transfers (docs/PROTOCOL.md §12):
+///
+/// 1. Transfers are taken in the order (`from`, `nonce`, `tx_hash`), ascending.
+/// 2. Two or more different transfers with the same `from` and `nonce`: all are `conflict`.
+/// 3. Otherwise a transfer whose nonce is not above the sender's last applied nonce (as it stands
+///    at that point) is `stale_nonce`; one whose amount is above the sender's balance at that
+///    point (before the epoch, plus this epoch's credits and applied transfers judged before it)
+///    is `insufficient_balance`; any other is `applied`: it moves the amount and becomes the
+///    sender's last nonce.
 pub fn settle(
     spec: &ChainSpec,
     epoch: u64,
     prev_settlement_hash: Hash32,
     weights: &BTreeMap<String, u64>,
+    transfers: &TransferInput,
 ) -> Result<Settlement, SettleError> {
     let shares = split_pot(spec.epoch_pot_urtc, weights)?;
     let entries: Vec<SettlementEntry> = weights
         .iter()
         .zip(shares)
         .map(|((miner, weight), share_urtc)| SettlementEntry { miner: miner.clone(), weight: *weight, share_urtc })
+        .collect();
+    // (credit, debit) per address, rewards first.
+    let mut changes: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.share_urtc > 0) {
+        changes.entry(e.miner.as_str()).or_default().0 += e.share_urtc;
+    }
+    let mut ordered: Vec<&PendingTransfer> = transfers.pending.values().collect();
+    ordered.sort_unstable_by(|a, b| (&a.from, a.nonce, &a.tx_hash).cmp(&(&b.from, b.nonce, &b.tx_hash)));
+    let mut accounts = transfers.accounts.clone();
+    let mut outcomes = Vec::with_capacity(ordered.len());
+    for (i, t) in ordered.iter().enumerate() {
+        // Same sender and nonce sort next to each other.
+        let same = |o: &PendingTransfer| o.from == t.from && o.nonce == t.nonce;
+        let conflict = ordered.get(i + 1).is_some_and(|o| same(o)) || (i > 0 && same(ordered[i - 1]));
+        let account = accounts.entry(t.from.clone()).or_default();
+        let (credit, debit) = changes.get(t.from.as_str()).copied().unwrap_or_default();
+        // Never negative: debits are only applied when covered.
+        let available = (u128::from(account.balance_urtc) + u128::from(credit)) - u128::from(debit);
+        let result = if conflict {
+            TransferResult::Conflict
+        } else if account.last_nonce.is_some_and(|n| t.nonce <= n) {
+            TransferResult::StaleNonce
+        } else if u128::from(t.amount_urtc) > available {
+            TransferResult::InsufficientBalance
+        } else {
+            TransferResult::Applied
+        };
+        if result == TransferResult::Applied {
+            account.last_nonce = Some(t.nonce);
+            let from = changes.entry(t.from.as_str()).or_default();
+            from.1 = from.1.checked_add(t.amount_urtc).ok_or(SettleError::BalanceOverflow)?;
+            let to = changes.entry(t.to.as_str()).or_default();
+            to.0 = to.0.checked_add(t.amount_urtc).ok_or(SettleError::BalanceOverflow)?;
+        }
+        outcomes.push(TransferOutcome {
+            tx_hash: t.tx_hash.clone(),
+            from: t.from.clone(),
+            to: t.to.clone(),
+            amount_urtc: t.amount_urtc,
+            nonce: t.nonce,
+            result,
+        });
+    }
+    let balance_changes = changes
+        .into_iter()
+        .filter(|(_, (c, d))| *c > 0 || *d > 0)
+        .map(|(a, (credit_urtc, debit_urtc))| BalanceChange { address: a.to_owned(), credit_urtc, debit_urtc })
         .collect();
     Ok(Settlement {
         version: SETTLEMENT_VERSION,
@@ -93,7 +231,51 @@ pub fn settle(
         total_weight: weights.values().sum(),
         distributed_urtc: entries.iter().map(|e| e.share_urtc).sum(),
         entries,
+        transfers: outcomes,
+        balance_changes,
     })
+}
+
+/// The state settlements build on, as a model: every account and the transfers already judged. The
+/// node keeps the same state in its database (`node/src/store.rs`); the property tests use this.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ledger {
+    pub accounts: BTreeMap<String, Account>,
+    /// Tx hashes judged by an applied settlement (applied or rejected): never judged again.
+    pub judged: std::collections::BTreeSet<String>,
+}
+
+impl Ledger {
+    /// The input of the next settlement: `pending` minus what was judged, with the senders' accounts.
+    pub fn input(&self, pending: impl IntoIterator<Item = PendingTransfer>) -> TransferInput {
+        let mut input = TransferInput::default();
+        for t in pending.into_iter().filter(|t| !self.judged.contains(&t.tx_hash)) {
+            if let Some(a) = self.accounts.get(&t.from) {
+                input.accounts.insert(t.from.clone(), *a);
+            }
+            input.pending.insert(t.tx_hash.clone(), t);
+        }
+        input
+    }
+
+    /// Apply a settlement: add its balance changes, move the senders' nonces, remember its transfers.
+    pub fn apply(&mut self, s: &Settlement) -> Result<(), SettleError> {
+        for c in &s.balance_changes {
+            let a = self.accounts.entry(c.address.clone()).or_default();
+            a.balance_urtc = a
+                .balance_urtc
+                .checked_add(c.credit_urtc)
+                .and_then(|b| b.checked_sub(c.debit_urtc))
+                .ok_or(SettleError::BalanceOverflow)?;
+        }
+        for t in &s.transfers {
+            if t.result == TransferResult::Applied {
+                self.accounts.entry(t.from.clone()).or_default().last_nonce = Some(t.nonce);
+            }
+            self.judged.insert(t.tx_hash.clone());
+        }
+        Ok(())
+    }
 }
 
 impl Settlement {
@@ -121,6 +303,13 @@ impl Settlement {
             "distributed_urtc": self.distributed_urtc,
             "entries": self.entries.iter().map(|e| serde_json::json!({
                 "miner": e.miner, "weight": e.weight, "share_urtc": e.share_urtc,
+            })).collect::<Vec<_>>(),
+            "transfers": self.transfers.iter().map(|t| serde_json::json!({
+                "tx_hash": t.tx_hash, "from": t.from, "to": t.to, "amount_urtc": t.amount_urtc,
+                "nonce": t.nonce, "result": t.result.as_str(),
+            })).collect::<Vec<_>>(),
+            "balance_changes": self.balance_changes.iter().map(|c| serde_json::json!({
+                "address": c.address, "credit_urtc": c.credit_urtc, "debit_urtc": c.debit_urtc,
             })).collect::<Vec<_>>(),
         })
     }
@@ -165,7 +354,7 @@ mod tests {
     #[test]
     fn empty_epoch_pays_nothing() {
         let spec = ChainSpec::builtin("devnet").unwrap();
-        let s = settle(&spec, 7, [0; 32], &BTreeMap::new()).unwrap();
+        let s = settle(&spec, 7, [0; 32], &BTreeMap::new(), &TransferInput::default()).unwrap();
         assert_eq!((s.distributed_urtc, s.entries.len(), s.total_weight), (0, 0, 0));
     }
 
@@ -175,7 +364,7 @@ mod tests {
         // independent Python encoder). Changing these bytes is a consensus change.
         let spec = ChainSpec::builtin("mainnet").unwrap();
         let s = settle(&spec, 355, [0x11; 32],
-            &weights(&[("alice", 2_500_000_000), ("bob", 800_000_000), ("carol", 1_000_000_000)])).unwrap();
+            &weights(&[("alice", 2_500_000_000), ("bob", 800_000_000), ("carol", 1_000_000_000)]), &TransferInput::default()).unwrap();
         let bytes = s.canonical_bytes();
         assert_eq!(hex::encode(&bytes), GOLDEN_HEX);
         assert_eq!(hex::encode(s.hash()), GOLDEN_HASH);
@@ -187,13 +376,55 @@ mod tests {
         // Worked example 2 in docs/PROTOCOL.md: an epoch nobody enrolled in.
         let spec = ChainSpec::builtin("devnet").unwrap();
         let prev: Hash32 = hex::decode(GOLDEN_HASH).unwrap().try_into().unwrap();
-        let s = settle(&spec, 1_410_000, prev, &BTreeMap::new()).unwrap();
-        assert_eq!(hex::encode(s.canonical_bytes()), "a86776657273696f6e016a6e6574776f726b5f6964666465766e65746565706f63681a001583d068706f745f757274631a0016e36074707265765f736574746c656d656e745f6861736858209900cb9c8bdd12c56938104df4e9a76be9f53ee02ea80ba06ae2b147f96b84376c746f74616c5f776569676874007064697374726962757465645f757274630067656e747269657380");
-        assert_eq!(hex::encode(s.hash()), "a1e50f4ade3ec53c673315a4b2994a85558fcabb9dc4fb6a869ad752a2c975e8");
+        let s = settle(&spec, 1_410_000, prev, &BTreeMap::new(), &TransferInput::default()).unwrap();
+        assert_eq!(hex::encode(s.canonical_bytes()), "aa6776657273696f6e026a6e6574776f726b5f6964666465766e65746565706f63681a001583d068706f745f757274631a0016e36074707265765f736574746c656d656e745f6861736858203fe564db515de81b2479480f562df8aeb547c2f1cbc04524622b0a875ac9d1426c746f74616c5f776569676874007064697374726962757465645f757274630067656e747269657380697472616e7366657273806f62616c616e63655f6368616e67657380");
+        assert_eq!(hex::encode(s.hash()), "cfdeab1a79a575027ac4e8c97b8b7e953e28119300889bf0d9faf7d2b2a03c88");
     }
 
-    const GOLDEN_HEX: &str = "a86776657273696f6e016a6e6574776f726b5f6964676d61696e6e65746565706f636819016368706f745f757274631a0016e36074707265765f736574746c656d656e745f68617368582011111111111111111111111111111111111111111111111111111111111111116c746f74616c5f7765696768741b00000001004ccb007064697374726962757465645f757274631a0016e36067656e747269657383a3656d696e657265616c696365667765696768741a9502f9006a73686172655f757274631a000d4e9da3656d696e657263626f62667765696768741a2faf08006a73686172655f757274631a0004421ea3656d696e6572656361726f6c667765696768741a3b9aca006a73686172655f757274631a000552a5";
-    const GOLDEN_HASH: &str = "9900cb9c8bdd12c56938104df4e9a76be9f53ee02ea80ba06ae2b147f96b8437";
+    /// Worked example 3 in docs/PROTOCOL.md: the rewards of example 1, then four transfers: one
+    /// applied, one over the balance, two with the same sender and nonce.
+    fn example_with_transfers() -> Settlement {
+        let spec = ChainSpec::builtin("mainnet").unwrap();
+        let t = |tx: &str, from: &str, to: &str, amount_urtc: u64, nonce: u64| {
+            (tx.to_owned(), PendingTransfer { tx_hash: tx.into(), from: from.into(), to: to.into(), amount_urtc, nonce })
+        };
+        let input = TransferInput {
+            pending: [
+                t("aa01", "alice", "dave", 500_000, 8),
+                t("bb02", "bob", "carol", 2_000_000, 3),
+                t("cc03", "carol", "alice", 100, 1),
+                t("cc04", "carol", "bob", 200, 1),
+            ]
+            .into_iter()
+            .collect(),
+            accounts: [("alice".to_owned(), Account { balance_urtc: 10, last_nonce: Some(7) })].into_iter().collect(),
+        };
+        settle(&spec, 356, [0x22; 32],
+            &weights(&[("alice", 2_500_000_000), ("bob", 800_000_000), ("carol", 1_000_000_000)]), &input).unwrap()
+    }
+
+    #[test]
+    fn golden_with_transfers() {
+        let s = example_with_transfers();
+        let results: Vec<_> = s.transfers.iter().map(|t| (t.tx_hash.as_str(), t.result)).collect();
+        assert_eq!(results, [
+            ("aa01", TransferResult::Applied),
+            ("bb02", TransferResult::InsufficientBalance),
+            ("cc03", TransferResult::Conflict),
+            ("cc04", TransferResult::Conflict),
+        ]);
+        let changes: Vec<_> = s.balance_changes.iter().map(|c| (c.address.as_str(), c.credit_urtc, c.debit_urtc)).collect();
+        assert_eq!(changes, [("alice", 872093, 500_000), ("bob", 279070, 0), ("carol", 348837, 0), ("dave", 500_000, 0)]);
+        if std::env::var_os("PRINT_GOLDEN").is_some() {
+            println!("{}", s.to_json());
+        }
+        assert_eq!(hex::encode(s.hash()), GOLDEN_TRANSFERS_HASH);
+        assert_eq!(Settlement::from_cbor(&s.canonical_bytes()).unwrap(), s);
+    }
+
+    const GOLDEN_TRANSFERS_HASH: &str = "39f5ffdd861f57e12a5f9b3acc7c65a6dc556a7f9b270f354263f6867e6ee1e5";
+    const GOLDEN_HEX: &str = "aa6776657273696f6e026a6e6574776f726b5f6964676d61696e6e65746565706f636819016368706f745f757274631a0016e36074707265765f736574746c656d656e745f68617368582011111111111111111111111111111111111111111111111111111111111111116c746f74616c5f7765696768741b00000001004ccb007064697374726962757465645f757274631a0016e36067656e747269657383a3656d696e657265616c696365667765696768741a9502f9006a73686172655f757274631a000d4e9da3656d696e657263626f62667765696768741a2faf08006a73686172655f757274631a0004421ea3656d696e6572656361726f6c667765696768741a3b9aca006a73686172655f757274631a000552a5697472616e7366657273806f62616c616e63655f6368616e67657383a3676164647265737365616c6963656b6372656469745f757274631a000d4e9d6a64656269745f7572746300a3676164647265737363626f626b6372656469745f757274631a0004421e6a64656269745f7572746300a36761646472657373656361726f6c6b6372656469745f757274631a000552a56a64656269745f7572746300";
+    const GOLDEN_HASH: &str = "3fe564db515de81b2479480f562df8aeb547c2f1cbc04524622b0a875ac9d142";
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
@@ -218,7 +449,7 @@ mod tests {
             let spec = ChainSpec::builtin("devnet").unwrap();
             let a: BTreeMap<String, u64> = ordered.into_iter().collect();
             let b: BTreeMap<String, u64> = shuffled.into_iter().collect();
-            let (sa, sb) = (settle(&spec, 3, [0; 32], &a).unwrap(), settle(&spec, 3, [0; 32], &b).unwrap());
+            let (sa, sb) = (settle(&spec, 3, [0; 32], &a, &TransferInput::default()).unwrap(), settle(&spec, 3, [0; 32], &b, &TransferInput::default()).unwrap());
             prop_assert_eq!(sa.canonical_bytes(), sb.canonical_bytes());
             prop_assert_eq!(sa.distributed_urtc, if a.is_empty() { 0 } else { spec.epoch_pot_urtc });
         }

@@ -9,9 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::attestation::valid_miner_id;
+use serde::{Deserialize, Serialize};
+
+use crate::attestation::{Receipt, valid_miner_id};
 use crate::canonical_json::{self, Value};
-use crate::crypto::{self, KeyError, Keypair, address_of, sha256};
+use crate::crypto::{self, Hash32, KeyError, Keypair, address_of, sha256, sha256_parts};
 use crate::spec::{ChainSpec, URTC_PER_RTC};
 
 /// Largest body accepted at `/wallet/transfer/signed`.
@@ -138,6 +140,17 @@ fn string<'a>(body: &'a Value, key: &'static str) -> Result<Option<&'a str>, Tra
     }
 }
 
+/// The fields a transfer is judged on, wherever they came from (a request body or a signed message).
+struct Fields<'a> {
+    from: &'a str,
+    to: &'a str,
+    amount_rtc: f64,
+    fee_rtc: f64,
+    nonce: i64,
+    memo: &'a str,
+    chain_id: Option<&'a str>,
+}
+
 /// Parse and check a `/wallet/transfer/signed` body against this network: field shapes, amount,
 /// fee, chain id, that `public_key` derives to `from_address`, then the signature (`verify_strict`).
 pub fn parse_transfer(spec: &ChainSpec, bytes: &[u8]) -> Result<Transfer, TransferError> {
@@ -148,23 +161,6 @@ pub fn parse_transfer(spec: &ChainSpec, bytes: &[u8]) -> Result<Transfer, Transf
     if body.as_object().is_none() {
         return Err(TransferError::NotAnObject);
     }
-    let from = string(&body, "from_address")?.ok_or(TransferError::InvalidField("from_address", "is required"))?;
-    let to = string(&body, "to_address")?.ok_or(TransferError::InvalidField("to_address", "is required"))?;
-    if !valid_miner_id(to) {
-        return Err(TransferError::InvalidField("to_address", "must match ^[A-Za-z0-9._:-]{1,128}$"));
-    }
-    if to == from {
-        return Err(TransferError::InvalidField("to_address", "must differ from from_address"));
-    }
-    let amount_rtc = number(&body, "amount_rtc")?.ok_or(TransferError::InvalidField("amount_rtc", "is required"))?;
-    if amount_rtc * URTC_PER_RTC as f64 > spec.total_supply_urtc as f64 {
-        return Err(TransferError::InvalidField("amount_rtc", "exceeds the total supply"));
-    }
-    let amount_i64 = amount_urtc(amount_rtc).ok_or(TransferError::AmountTooSmall)?;
-    let fee_rtc = number(&body, "fee_rtc")?.unwrap_or(0.0);
-    if fee_rtc != 0.0 {
-        return Err(TransferError::FeeNotSupported);
-    }
     let nonce = match body.get("nonce") {
         Some(Value::Int(_)) => body
             .get("nonce")
@@ -174,38 +170,180 @@ pub fn parse_transfer(spec: &ChainSpec, bytes: &[u8]) -> Result<Transfer, Transf
         None | Some(Value::Null) => return Err(TransferError::InvalidField("nonce", "is required")),
         Some(_) => return Err(TransferError::InvalidField("nonce", "must be an integer")),
     };
-    let memo = string(&body, "memo")?.unwrap_or("");
-    if memo.chars().count() > MAX_MEMO_CHARS {
-        return Err(TransferError::InvalidField("memo", "is longer than 512 characters"));
-    }
-    let chain_id = string(&body, "chain_id")?;
-    if let Some(got) = chain_id
-        && got != spec.network_id
-    {
-        return Err(TransferError::WrongChain { expected: spec.network_id.clone(), got: got.to_owned() });
-    }
+    let fields = Fields {
+        from: string(&body, "from_address")?.ok_or(TransferError::InvalidField("from_address", "is required"))?,
+        to: string(&body, "to_address")?.ok_or(TransferError::InvalidField("to_address", "is required"))?,
+        amount_rtc: number(&body, "amount_rtc")?.ok_or(TransferError::InvalidField("amount_rtc", "is required"))?,
+        fee_rtc: number(&body, "fee_rtc")?.unwrap_or(0.0),
+        nonce,
+        memo: string(&body, "memo")?.unwrap_or(""),
+        chain_id: string(&body, "chain_id")?,
+    };
     let (Some(sig_hex), Some(pk_hex)) = (string(&body, "signature")?, string(&body, "public_key")?) else {
         return Err(TransferError::MissingSignature);
     };
     let signature = crypto::decode_hex::<64>("signature", sig_hex).map_err(TransferError::InvalidSignature)?;
     let public_key = crypto::decode_hex::<32>("public_key", pk_hex).map_err(TransferError::InvalidSignature)?;
-    let derived = address_of(&public_key);
-    if derived != from {
-        return Err(TransferError::AddressMismatch { derived, claimed: from.to_owned() });
+    check(spec, &fields, public_key, signature)
+}
+
+/// Every check of a transfer's fields, the key-to-address derivation and the signature over the
+/// message rebuilt from the fields.
+fn check(spec: &ChainSpec, f: &Fields<'_>, public_key: [u8; 32], signature: [u8; 64]) -> Result<Transfer, TransferError> {
+    if !valid_miner_id(f.to) {
+        return Err(TransferError::InvalidField("to_address", "must match ^[A-Za-z0-9._:-]{1,128}$"));
     }
-    let message = signed_message(amount_rtc, fee_rtc, from, to, memo, nonce, chain_id);
+    if f.to == f.from {
+        return Err(TransferError::InvalidField("to_address", "must differ from from_address"));
+    }
+    if f.amount_rtc * URTC_PER_RTC as f64 > spec.total_supply_urtc as f64 {
+        return Err(TransferError::InvalidField("amount_rtc", "exceeds the total supply"));
+    }
+    let amount_i64 = amount_urtc(f.amount_rtc).ok_or(TransferError::AmountTooSmall)?;
+    if f.fee_rtc != 0.0 {
+        return Err(TransferError::FeeNotSupported);
+    }
+    if f.memo.chars().count() > MAX_MEMO_CHARS {
+        return Err(TransferError::InvalidField("memo", "is longer than 512 characters"));
+    }
+    if let Some(got) = f.chain_id
+        && got != spec.network_id
+    {
+        return Err(TransferError::WrongChain { expected: spec.network_id.clone(), got: got.to_owned() });
+    }
+    let derived = address_of(&public_key);
+    if derived != f.from {
+        return Err(TransferError::AddressMismatch { derived, claimed: f.from.to_owned() });
+    }
+    let message = signed_message(f.amount_rtc, f.fee_rtc, f.from, f.to, f.memo, f.nonce, f.chain_id);
     crypto::verify(&public_key, message.as_bytes(), &signature).map_err(TransferError::InvalidSignature)?;
     Ok(Transfer {
-        from_address: from.to_owned(),
-        to_address: to.to_owned(),
+        from_address: f.from.to_owned(),
+        to_address: f.to.to_owned(),
         amount_i64,
-        nonce,
-        memo: memo.to_owned(),
-        chain_id: chain_id.map(str::to_owned),
+        nonce: f.nonce,
+        memo: f.memo.to_owned(),
+        chain_id: f.chain_id.map(str::to_owned),
         public_key,
         signature,
         message,
     })
+}
+
+/// The sender's signed bytes, exactly as verified: what every other node verifies again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedTransfer {
+    /// The signed message: canonical JSON of `{amount, fee, from, memo, nonce, to[, chain_id]}`.
+    pub message: String,
+    #[serde(with = "serde_bytes")]
+    pub public_key: [u8; 32],
+    #[serde(with = "serde_bytes")]
+    pub signature: [u8; 64],
+}
+
+impl SignedTransfer {
+    /// What the accepting node's receipt signs: `sha256_parts("rustchain/transfer/v1", [message,
+    /// public_key, signature])`.
+    pub fn payload_id(&self) -> Hash32 {
+        sha256_parts("rustchain/transfer/v1", &[self.message.as_bytes(), &self.public_key, &self.signature])
+    }
+
+    /// Check the message as a field wallet's `/wallet/transfer/signed` would have been checked:
+    /// the message must be exactly the canonical message of its own fields.
+    pub fn verify(&self, spec: &ChainSpec) -> Result<Transfer, TransferError> {
+        if self.message.len() > MAX_BODY_BYTES {
+            return Err(TransferError::InvalidField("message", "is larger than 16 KiB"));
+        }
+        let m = canonical_json::parse(self.message.as_bytes()).map_err(|e| TransferError::InvalidJson(e.to_string()))?;
+        if m.as_object().is_none() {
+            return Err(TransferError::NotAnObject);
+        }
+        // A non-canonical spelling ("007") rebuilds to another message and is refused below.
+        let nonce = string(&m, "nonce")?
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| *n >= 0)
+            .ok_or(TransferError::InvalidField("nonce", "must be a decimal integer string from 0 to 2^63-1"))?;
+        let fields = Fields {
+            from: string(&m, "from")?.ok_or(TransferError::InvalidField("from", "is required"))?,
+            to: string(&m, "to")?.ok_or(TransferError::InvalidField("to", "is required"))?,
+            amount_rtc: number(&m, "amount")?.ok_or(TransferError::InvalidField("amount", "is required"))?,
+            fee_rtc: number(&m, "fee")?.ok_or(TransferError::InvalidField("fee", "is required"))?,
+            nonce,
+            memo: string(&m, "memo")?.ok_or(TransferError::InvalidField("memo", "is required"))?,
+            chain_id: string(&m, "chain_id")?,
+        };
+        let t = check(spec, &fields, self.public_key, self.signature)?;
+        if t.message != self.message {
+            return Err(TransferError::InvalidField("message", "is not in canonical form"));
+        }
+        Ok(t)
+    }
+}
+
+impl Transfer {
+    pub fn signed(&self) -> SignedTransfer {
+        SignedTransfer { message: self.message.clone(), public_key: self.public_key, signature: self.signature }
+    }
+}
+
+/// An accepted transfer: the unit stored, relayed and merged. The same signed transfer accepted by
+/// two nodes is two records (two receipts) of one transfer (one `tx_hash`); the transfer counts
+/// from the earliest receipt slot among its records (docs/PROTOCOL.md §12).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRecord {
+    pub transfer: SignedTransfer,
+    pub receipt: Receipt,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransferRecordError {
+    #[error("transfer: {0}")]
+    Transfer(#[from] TransferError),
+    #[error("a transfer receipt carries no nonce")]
+    ReceiptNonce,
+    #[error("receipt signature: {0}")]
+    Receipt(KeyError),
+}
+
+impl TransferRecord {
+    /// Accept `transfer` at `slot`: the receipt of the node holding `node_key`.
+    pub fn accept(spec: &ChainSpec, node_key: &Keypair, transfer: &Transfer, slot: u64) -> TransferRecord {
+        let signed = transfer.signed();
+        let receipt = Receipt::sign(spec, node_key, &signed.payload_id(), slot, "");
+        TransferRecord { transfer: signed, receipt }
+    }
+
+    /// The record id: `sha256_parts("rustchain/transfer-record/v1", [payload_id, node_key,
+    /// u64be(slot), receipt signature])`. Distinct from every attestation id (another domain).
+    pub fn id(&self) -> Hash32 {
+        sha256_parts(
+            "rustchain/transfer-record/v1",
+            &[&self.transfer.payload_id(), &self.receipt.node_key, &self.receipt.slot.to_be_bytes(), &self.receipt.signature],
+        )
+    }
+
+    /// Everything a node that did not accept the record checks before storing or relaying it.
+    pub fn verify(&self, spec: &ChainSpec) -> Result<Transfer, TransferRecordError> {
+        let t = self.transfer.verify(spec)?;
+        if !self.receipt.nonce.is_empty() {
+            return Err(TransferRecordError::ReceiptNonce);
+        }
+        self.receipt.verify(spec, &self.transfer.payload_id()).map_err(TransferRecordError::Receipt)?;
+        Ok(t)
+    }
+
+    pub fn to_cbor(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.transfer.message.len() + 256);
+        ciborium::into_writer(self, &mut out).expect("writing CBOR to a Vec cannot fail");
+        out
+    }
+
+    pub fn from_cbor(bytes: &[u8]) -> Result<TransferRecord, String> {
+        if bytes.len() > MAX_BODY_BYTES + 4096 {
+            return Err("record larger than the limit".into());
+        }
+        ciborium::from_reader(bytes).map_err(|e| e.to_string())
+    }
 }
 
 /// What a wallet wants to send; `sign` makes the field-format body. Used by `rustchain wallet
@@ -394,5 +532,47 @@ mod tests {
         assert_ne!(a.tx_hash(), b.tx_hash());
         assert_eq!(a.tx_hash().len(), 32);
         assert_eq!(a.tx_hash(), tx_hash(a.message.as_bytes(), &a.signature));
+    }
+
+    #[test]
+    fn records_verify_anywhere_and_name_their_receipt() {
+        let spec = spec();
+        let t = parse_transfer(&spec, V6_BODY.as_bytes()).unwrap();
+        let (a, b) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+        let ra = TransferRecord::accept(&spec, &a, &t, 100);
+        let rb = TransferRecord::accept(&spec, &b, &t, 101);
+        // Any node re-derives the same transfer from the record alone.
+        assert_eq!(ra.verify(&spec).unwrap(), t);
+        assert_eq!(TransferRecord::from_cbor(&rb.to_cbor()).unwrap().verify(&spec).unwrap(), t);
+        // One transfer, two records: same payload, different record ids.
+        assert_eq!(ra.transfer.payload_id(), rb.transfer.payload_id());
+        assert_ne!(ra.id(), rb.id());
+        // On another network the receipt does not verify.
+        let other = ChainSpec::builtin("mainnet").unwrap();
+        assert!(matches!(TransferRecord::accept(&other, &a, &t, 100).verify(&spec), Err(TransferRecordError::Receipt(_))));
+        // A receipt moved to another slot does not verify.
+        let mut moved = ra.clone();
+        moved.receipt.slot = 1;
+        assert!(matches!(moved.verify(&spec), Err(TransferRecordError::Receipt(_))));
+        let mut nonce = ra.clone();
+        nonce.receipt.nonce = "x".into();
+        assert!(matches!(nonce.verify(&spec), Err(TransferRecordError::ReceiptNonce)));
+    }
+
+    #[test]
+    fn a_signed_message_must_be_canonical_and_signed() {
+        let spec = spec();
+        let t = parse_transfer(&spec, V6_BODY.as_bytes()).unwrap();
+        let good = t.signed();
+        assert_eq!(good.verify(&spec).unwrap(), t);
+        // Same fields, other spelling: the signature was over the canonical bytes only.
+        let spaced = SignedTransfer { message: good.message.replacen(",", ", ", 1), ..good.clone() };
+        assert!(spaced.verify(&spec).is_err());
+        let padded = SignedTransfer { message: good.message.replace("\"1700000000\"", "\"01700000000\""), ..good.clone() };
+        assert_eq!(padded.verify(&spec).unwrap_err(), TransferError::InvalidField("message", "is not in canonical form"));
+        let more = SignedTransfer { message: good.message.replace("0.25", "0.5"), ..good.clone() };
+        assert_eq!(more.verify(&spec).unwrap_err().code(), "INVALID_SIGNATURE");
+        let garbage = SignedTransfer { message: "[1,2]".into(), ..good };
+        assert_eq!(garbage.verify(&spec).unwrap_err(), TransferError::NotAnObject);
     }
 }

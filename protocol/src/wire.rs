@@ -10,6 +10,7 @@ use crate::attestation::AttestationRecord;
 use crate::consensus::{EpochCertificate, Vote};
 use crate::crypto::Hash32;
 use crate::settlement::Settlement;
+use crate::transfer::TransferRecord;
 
 /// Wire version; part of every topic and protocol id.
 pub const WIRE_VERSION: u32 = 1;
@@ -94,8 +95,13 @@ pub enum Request {
 /// Responses over the sync protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    /// `DATA`: the records found (unknown ids are left out).
-    Attestations { records: Vec<AttestationRecord> },
+    /// `DATA`: the records found (unknown ids are left out): attestation records, and transfer
+    /// records in `transfers` (absent when there are none, so version-1 peers read the answer).
+    Attestations {
+        records: Vec<AttestationRecord>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        transfers: Vec<TransferRecord>,
+    },
     Epoch { settlement: Option<Settlement>, certificate: Option<EpochCertificate> },
     /// A page of `(epoch, id)`; `next` is the cursor for the following page, if any.
     Page { ids: Vec<(u64, Id)>, next: Option<(u64, Id)> },

@@ -73,7 +73,10 @@ fn seed_settlement() -> Settlement {
     let spec = ChainSpec::builtin("devnet").unwrap();
     let weights: BTreeMap<String, u64> =
         [("alice", 2_500_000_000), ("bob", 800_000_000), ("carol", 1)].iter().map(|(m, w)| (m.to_string(), *w)).collect();
-    settlement::settle(&spec, 77, [3; 32], &weights).unwrap()
+    // One judged transfer, so the decoder of the transfer fields is reached too.
+    let t = settlement::PendingTransfer { tx_hash: "ab".into(), from: "alice".into(), to: "dave".into(), amount_urtc: 5, nonce: 1 };
+    let input = settlement::TransferInput { pending: [(t.tx_hash.clone(), t)].into_iter().collect(), accounts: BTreeMap::new() };
+    settlement::settle(&spec, 77, [3; 32], &weights, &input).unwrap()
 }
 
 fn seed_transfer() -> serde_json::Value {
@@ -300,7 +303,7 @@ fn check_spec(text: &str, now: u64, epoch: u64, slot: u64) -> Result<(), TestCas
         let _ = (spec.slot_at(now), spec.epoch_at(now), spec.epoch_of_slot(slot), spec.first_slot(epoch));
         let _ = (spec.epoch_end_unix(epoch), spec.settle_at_unix(epoch), spec.age_seconds(slot));
         let weights: BTreeMap<String, u64> = [("a".to_string(), 1), ("b".to_string(), u64::MAX / 4)].into();
-        let s = settlement::settle(&spec, epoch, [0; 32], &weights);
+        let s = settlement::settle(&spec, epoch, [0; 32], &weights, &Default::default());
         prop_assert!(s.is_ok_and(|s| s.distributed_urtc == spec.epoch_pot_urtc));
     }
     Ok(())
@@ -528,5 +531,7 @@ fn mutations_reach_past_the_parsers() {
     }
     eprintln!("accepted of {n}: submissions {accepted}, records {records}, settlements {settlements}");
     assert!(accepted * 10 >= n, "only {accepted} of {n} mutated submissions accepted");
-    assert!(records * 20 >= n && settlements * 20 >= n, "records {records}, settlements {settlements} of {n}");
+    // A settlement record is mostly field names since version 2 (two more arrays of maps), and a
+    // byte edit inside a name makes it undecodable: 1 in 40 still reaches the decoded form.
+    assert!(records * 20 >= n && settlements * 40 >= n, "records {records}, settlements {settlements} of {n}");
 }
