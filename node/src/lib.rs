@@ -23,4 +23,5 @@ pub mod sim;
 pub mod store;
 pub mod testnet;
 pub mod wallet;
+pub mod wallet_cli;
 pub mod writer;

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rustchain_node::config::{LogFormat, NodeArgs, NodeConfig};
 use rustchain_node::config::HumanDuration;
-use rustchain_node::{attest, dbops, keys, netcheck, service, sim, testnet, wallet};
+use rustchain_node::{attest, dbops, keys, netcheck, service, sim, testnet, wallet, wallet_cli};
 
 /// RustChain node: validates vintage-hardware attestations, settles every epoch deterministically,
 /// and serves the miners' HTTP API.
@@ -87,6 +87,42 @@ enum WalletCommand {
         /// Decrypt the key file and print the 24 recovery words too.
         #[arg(long)]
         show_mnemonic: bool,
+    },
+    /// Confirmed balance, pending in and out, and what can be spent now, as a node knows them.
+    Balance {
+        #[command(flatten)]
+        file: WalletFile,
+        /// Another address to look at instead of this wallet's.
+        #[arg(long)]
+        address: Option<String>,
+        #[command(flatten)]
+        node: wallet_cli::NodeArg,
+    },
+    /// Rewards and transfers of this wallet, pending first, then newest first.
+    History {
+        #[command(flatten)]
+        file: WalletFile,
+        #[arg(long)]
+        address: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        #[command(flatten)]
+        node: wallet_cli::NodeArg,
+    },
+    /// Send RTC: fetch the next nonce from the node, sign (field format, fee 0), submit, print
+    /// the tx hash and follow it until the epoch that settles it is certified. Exit 0 confirmed,
+    /// 1 rejected (the reason is printed), 2 still pending at --wait-timeout.
+    Send {
+        #[command(flatten)]
+        file: WalletFile,
+        #[command(flatten)]
+        passphrase: wallet::PassphraseArgs,
+        #[command(flatten)]
+        send: wallet_cli::SendArgs,
+        #[command(flatten)]
+        node: wallet_cli::NodeArg,
     },
     /// Sign a transfer and print the JSON body for POST /wallet/transfer/signed (field format,
     /// fee 0). Nothing is submitted.
@@ -186,7 +222,7 @@ fn main() -> anyhow::Result<()> {
             println!("\nstart each node with (also in {}/commands.txt):\n{}", args.out.display(), t.commands);
             Ok(())
         }
-        Command::Wallet(cmd) => run_wallet(cmd),
+        Command::Wallet(cmd) => run_wallet(cmd, &rt),
         Command::Testnet(TestnetCommand::Check(args)) => {
             init_logging(LogFormat::Text, "warn");
             let code = rt.block_on(netcheck::run(args))?;
@@ -213,7 +249,11 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn run_wallet(cmd: WalletCommand) -> anyhow::Result<()> {
+fn run_wallet(cmd: WalletCommand, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let address_of = |file: &WalletFile, address: Option<String>| match address {
+        Some(a) => Ok(a),
+        None => wallet::KeyFile::read(&file.wallet).map(|k| k.address),
+    };
     let (file, mnemonic, pass, show) = match cmd {
         WalletCommand::New { file, passphrase, show_mnemonic } => {
             refuse_existing(&file.wallet)?;
@@ -230,6 +270,18 @@ fn run_wallet(cmd: WalletCommand) -> anyhow::Result<()> {
             }
             println!("{}", key_file.address);
             return Ok(());
+        }
+        WalletCommand::Balance { file, address, node } => {
+            return rt.block_on(wallet_cli::balance(&node, &address_of(&file, address)?));
+        }
+        WalletCommand::History { file, address, limit, offset, node } => {
+            return rt.block_on(wallet_cli::history(&node, &address_of(&file, address)?, limit, offset));
+        }
+        WalletCommand::Send { file, passphrase, send, node } => {
+            let key_file = wallet::KeyFile::read(&file.wallet)?;
+            let key = wallet::key_of(&key_file.open(&passphrase.get(false)?)?);
+            let code = rt.block_on(wallet_cli::send(&node, &key, &send))?;
+            std::process::exit(code);
         }
         WalletCommand::SignTransfer { file, passphrase, to, amount, nonce, memo, chain_id } => {
             if protocol::transfer::amount_urtc(amount).is_none() {

@@ -591,10 +591,14 @@ fn last_nonce_w(w: &WriteTransaction, address: &str) -> Result<Option<u64>, Stor
 /// transfer is pending until an applied settlement judges it; it counts from its earliest receipt.
 pub fn insert_transfer(w: &WriteTransaction, t: &NewTransfer) -> Result<Result<bool, Refusal>, StoreError> {
     let mut records = w.open_table(TRANSFER_RECORDS)?;
-    if records.get(t.id.as_slice())?.is_some() {
-        return Ok(Ok(false));
-    }
     let tx = t.transfer.tx_hash.as_str();
+    if records.get(t.id.as_slice())?.is_some() {
+        // The same wallet request twice in one slot makes the same record (signatures are deterministic).
+        return Ok(match t.origin {
+            Origin::Miner => Err(Refusal::DuplicateTransfer(tx.to_owned())),
+            Origin::Peer => Ok(false),
+        });
+    }
     let judged = w.open_table(JUDGED)?.get(tx)?.is_some();
     let mut pending = w.open_table(PENDING)?;
     let earlier = match pending.get(tx)? {

@@ -5,75 +5,16 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Miner, TestNode};
+use common::{Miner, TestNode, attest_in_one_epoch, certified, init_testnet as init, start_testnet as start, balance};
 use futures::StreamExt;
 use libp2p::gossipsub::IdentTopic;
 use protocol::consensus::Vote;
 use protocol::wire;
 use rustchain_node::p2p::{self, GossipPreset, Role, SwarmSettings};
 use serde_json::Value;
-
-/// 1 s slots, 4 slots per epoch, 1 slot of grace: an epoch every 4 s.
-fn init(dir: &Path, validators: usize, relays: usize) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rustchain"))
-        .args(["testnet", "init", "--out"])
-        .arg(dir)
-        .args(["--validators", &validators.to_string(), "--relays", &relays.to_string()])
-        .args(["--genesis-delay", "2", "--slot-seconds", "1", "--slots-per-epoch", "4", "--grace-slots", "1"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn start(dir: &Path, indices: &[usize]) -> Vec<TestNode> {
-    let spec = dir.join("spec.toml");
-    let spec = spec.to_str().unwrap();
-    let common = ["--spec", spec, "--gossip-preset", "tiny", "--gossip-heartbeat-ms", "200"];
-    let first = TestNode::start(&dir.join(format!("node-{}", indices[0])), &common);
-    let boot = first.multiaddr();
-    let mut nodes = vec![first];
-    for i in &indices[1..] {
-        nodes.push(TestNode::start(&dir.join(format!("node-{i}")), &[&common[..], &["--bootnodes", &boot]].concat()));
-    }
-    for n in &nodes {
-        n.wait_until("/api/p2p/status", 30, "connected and synced", |v| v["total_peers"].as_u64() >= Some(1) && v["sync_status"] == "synced");
-    }
-    nodes
-}
-
-fn epoch_now(node: &TestNode) -> (u64, u64) {
-    let (_, e) = node.get("/epoch");
-    (e["epoch"].as_u64().unwrap(), e["slot"].as_u64().unwrap() % e["blocks_per_epoch"].as_u64().unwrap())
-}
-
-/// Submit attestations early in an epoch so they all land in it; returns that epoch.
-fn attest_in_one_epoch(nodes: &[&TestNode], miners: &[Miner]) -> u64 {
-    loop {
-        let (epoch, slot_in_epoch) = epoch_now(nodes[0]);
-        if slot_in_epoch <= 1 {
-            for (i, m) in miners.iter().enumerate() {
-                let node = nodes[i % nodes.len()];
-                let (s, v) = node.post("/attest/submit", &m.body(&node.challenge(None)));
-                assert_eq!(s, 200, "{v}");
-                assert_eq!(v["epoch"].as_u64(), Some(epoch), "submission crossed an epoch boundary");
-            }
-            return epoch;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn certified(node: &TestNode, epoch: u64, secs: u64) -> Value {
-    node.wait_until(&format!("/api/epoch/{epoch}/settlement"), secs, "certificate", |v| v["status"] == "certified")
-}
-
-fn balance(node: &TestNode, wallet: &str) -> u64 {
-    node.get(&format!("/wallet/balance?miner_id={wallet}")).1["amount_i64"].as_u64().unwrap()
-}
 
 #[test]
 fn validators_certify_one_hash_and_a_healed_validator_converges() {

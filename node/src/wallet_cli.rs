@@ -1,0 +1,165 @@
+//! `rustchain wallet balance | history | send`: the wallet commands that talk to a node over HTTP.
+//! `send` asks the node for the wallet's last nonce, signs the next one in the field format
+//! (`/wallet/transfer/signed`, fee 0), submits it, prints the tx hash and follows it to its
+//! certified outcome.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use protocol::crypto::Keypair;
+use protocol::spec::URTC_PER_RTC;
+use protocol::transfer::{TransferOrder, amount_urtc};
+use serde_json::Value;
+
+use crate::config::HumanDuration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArg {
+    /// The node's HTTP API.
+    #[arg(long, env = "RUSTCHAIN_NODE_URL", default_value = "http://127.0.0.1:8099")]
+    pub node: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SendArgs {
+    /// The receiving address.
+    #[arg(long)]
+    pub to: String,
+    /// Amount in RTC, e.g. 0.25 (settled as floor(amount * 1e6) uRTC; at least 0.000001).
+    #[arg(long)]
+    pub amount: f64,
+    #[arg(long, default_value = "")]
+    pub memo: String,
+    /// Bind the transfer to one network (its chain spec's network_id, e.g. devnet).
+    #[arg(long)]
+    pub chain_id: Option<String>,
+    /// Print the tx hash and return without waiting for the epoch to be certified.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to follow the transfer before giving up (it stays pending on the network).
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub wait_timeout: HumanDuration,
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder().timeout(Duration::from_secs(15)).build().context("building the HTTP client")
+}
+
+/// GET a JSON document; a 4xx/5xx answer becomes an error carrying the node's message.
+async fn get_json(c: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
+    let resp = c.get(url).send().await.with_context(|| format!("GET {url}"))?;
+    answer(resp).await
+}
+
+async fn answer(resp: reqwest::Response) -> anyhow::Result<Value> {
+    let status = resp.status();
+    let body: Value = resp.json().await.context("the node's answer is not JSON")?;
+    if !status.is_success() {
+        bail!(
+            "the node refused ({status}): {} [{}]",
+            body["error"].as_str().unwrap_or("no message"),
+            body["code"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(body)
+}
+
+fn rtc(urtc: u64) -> String {
+    format!("{}.{:06}", urtc / URTC_PER_RTC, urtc % URTC_PER_RTC)
+}
+
+pub async fn balance(node: &NodeArg, address: &str) -> anyhow::Result<()> {
+    let b = get_json(&client()?, &format!("{}/wallet/balance?address={address}", node.node)).await?;
+    let n = |k: &str| b[k].as_u64().unwrap_or(0);
+    println!("address:      {address}");
+    println!("confirmed:    {} RTC", rtc(n("amount_i64")));
+    println!("pending in:   {} RTC", rtc(n("pending_in_i64")));
+    println!("pending out:  {} RTC", rtc(n("pending_out_i64")));
+    println!("spendable:    {} RTC", rtc(n("amount_i64").saturating_sub(n("pending_out_i64"))));
+    Ok(())
+}
+
+pub async fn history(node: &NodeArg, address: &str, limit: usize, offset: usize) -> anyhow::Result<()> {
+    let url = format!("{}/wallet/history?address={address}&limit={limit}&offset={offset}", node.node);
+    let h = get_json(&client()?, &url).await?;
+    let items = h["items"].as_array().cloned().unwrap_or_default();
+    println!("{address}: {} entries ({} shown from {offset})", h["total"], items.len());
+    println!("{:<10} {:<13} {:>18}  {:<7} {:<32} counterparty", "status", "kind", "amount RTC", "epoch", "tx");
+    for i in items {
+        let epoch = i["epoch"].as_u64().or(i["confirms_at_epoch"].as_u64()).map_or("-".into(), |e| e.to_string());
+        let sign = if i["kind"] == "transfer_out" { "-" } else { "+" };
+        println!(
+            "{:<10} {:<13} {:>18}  {:<7} {:<32} {}",
+            i["status"].as_str().unwrap_or("?"),
+            i["kind"].as_str().unwrap_or("?"),
+            format!("{sign}{}", rtc(i["amount_i64"].as_u64().unwrap_or(0))),
+            epoch,
+            i["tx_hash"].as_str().unwrap_or("-"),
+            i["counterparty"].as_str().unwrap_or("-"),
+        );
+    }
+    Ok(())
+}
+
+/// Sign and submit the next transfer; follow it unless `--no-wait`. Exit code 0 when confirmed (or
+/// not waited for), 1 when the settlement rejected it, 2 when it is still pending at the timeout.
+pub async fn send(node: &NodeArg, key: &Keypair, args: &SendArgs) -> anyhow::Result<i32> {
+    if amount_urtc(args.amount).is_none() {
+        bail!("--amount {} is less than 0.000001 RTC (1 uRTC)", args.amount);
+    }
+    let c = client()?;
+    let me = key.address();
+    let b = get_json(&c, &format!("{}/wallet/balance?address={me}", node.node)).await?;
+    let nonce = b["last_nonce"].as_i64().map_or(1, |n| n + 1);
+    let order = TransferOrder { to_address: args.to.clone(), amount_rtc: args.amount, memo: args.memo.clone(), nonce, chain_id: args.chain_id.clone() };
+    let url = format!("{}/wallet/transfer/signed", node.node);
+    let resp = c.post(&url).json(&order.sign(key)).send().await.with_context(|| format!("POST {url}"))?;
+    let r = answer(resp).await?;
+    let tx = r["tx_hash"].as_str().context("the node's answer has no tx_hash")?.to_owned();
+    println!("tx_hash: {tx}");
+    println!("from {me} to {} amount {} RTC nonce {nonce}: pending, confirms with epoch {}", args.to, rtc(r["amount_i64"].as_u64().unwrap_or(0)), r["confirms_at_epoch"]);
+    if args.no_wait {
+        return Ok(0);
+    }
+    let started = Instant::now();
+    let mut err = std::io::stderr();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = match get_json(&c, &format!("{}/wallet/tx/{tx}", node.node)).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = write!(err, "\r{:<78}", format!("waiting: {e}"));
+                continue;
+            }
+        };
+        match s["status"].as_str() {
+            Some("confirmed") => {
+                let _ = writeln!(err);
+                println!("confirmed in epoch {}", s["epoch"]);
+                return Ok(0);
+            }
+            Some("rejected") => {
+                let _ = writeln!(err);
+                println!("rejected in epoch {}: {}", s["epoch"], s["reason"].as_str().unwrap_or("?"));
+                return Ok(1);
+            }
+            _ => {
+                let now = get_json(&c, &format!("{}/epoch", node.node)).await.ok().and_then(|e| e["epoch"].as_u64());
+                let _ = write!(
+                    err,
+                    "\rpending: confirms with epoch {} (now epoch {}), {}s",
+                    s["confirms_at_epoch"],
+                    now.map_or("?".into(), |n| n.to_string()),
+                    started.elapsed().as_secs()
+                );
+                let _ = err.flush();
+            }
+        }
+        if started.elapsed() > args.wait_timeout.0 {
+            let _ = writeln!(err);
+            println!("still pending after {}s; follow it with GET /wallet/tx/{tx}", started.elapsed().as_secs());
+            return Ok(2);
+        }
+    }
+}

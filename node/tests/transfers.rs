@@ -1,0 +1,171 @@
+//! Transfers through real binaries on 127.0.0.1 (4 validators from `rustchain testnet init`): a
+//! wallet earns rewards, sends through node A, the receiver sees it pending at node B and confirmed
+//! on every node with identical balances; a double spend sent to two nodes at once ends the same
+//! on every node and is never paid twice. Also the field format's refusals over HTTP, and the
+//! wallet CLI (new -> address -> send -> confirmed).
+
+mod common;
+
+use std::process::Command;
+
+use common::{Miner, TestNode, attest_in_one_epoch, balance, certified, init_testnet, start_testnet};
+use protocol::crypto::Keypair;
+use protocol::transfer::TransferOrder;
+use serde_json::Value;
+
+fn order(to: &str, amount_rtc: f64, nonce: i64) -> TransferOrder {
+    TransferOrder { to_address: to.into(), amount_rtc, memo: "test".into(), nonce, chain_id: None }
+}
+
+fn tx_status(node: &TestNode, tx: &str) -> Value {
+    node.get(&format!("/wallet/tx/{tx}")).1
+}
+
+/// Wait until `tx` is judged at `node` (confirmed or rejected); returns the answer.
+fn judged(node: &TestNode, tx: &str, secs: u64) -> Value {
+    node.wait_until(&format!("/wallet/tx/{tx}"), secs, "transfer judged", |v| v["status"] == "confirmed" || v["status"] == "rejected")
+}
+
+#[test]
+fn a_transfer_confirms_everywhere_and_a_double_spend_is_never_paid_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    init_testnet(dir.path(), 4, 0);
+    let nodes = start_testnet(dir.path(), &[0, 1, 2, 3]);
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+
+    // The sender's wallet is an RTC address whose key the test holds; it earns an epoch's pot.
+    let sender = Keypair::from_seed(&[77; 32]);
+    let mut miner = Miner::new(70, "placeholder", "G4", "");
+    miner.wallet = sender.address();
+    miner.miner_id = "xfer-box".into();
+    let epoch = attest_in_one_epoch(&refs, &[miner]);
+    let reward = certified(&nodes[0], epoch, 40)["record"]["distributed_urtc"].as_u64().unwrap();
+    for n in &nodes {
+        certified(n, epoch, 40);
+        n.wait_until(&format!("/wallet/balance?address={}", sender.address()), 20, "reward credited", |v| v["amount_i64"].as_u64() == Some(reward));
+    }
+
+    // Refusals over HTTP, before anything moves.
+    let receiver = Keypair::from_seed(&[78; 32]).address();
+    let (s, v) = nodes[0].post("/wallet/transfer/signed", &order(&receiver, 1000.0, 1).sign(&sender));
+    assert_eq!((s, v["code"].as_str()), (409, Some("INSUFFICIENT_BALANCE")), "{v}");
+    let mut forged = order(&receiver, 0.5, 1).sign(&sender);
+    forged["amount_rtc"] = 0.6.into();
+    let (s, v) = nodes[0].post("/wallet/transfer/signed", &forged);
+    assert_eq!((s, v["code"].as_str(), v["ok"].as_bool()), (400, Some("INVALID_SIGNATURE"), Some(false)), "{v}");
+    let mut fee = order(&receiver, 0.5, 1).sign(&sender);
+    fee["fee_rtc"] = 0.01.into();
+    assert_eq!(nodes[0].post("/wallet/transfer/signed", &fee).1["code"], "FEE_NOT_SUPPORTED");
+
+    // Send 0.5 RTC through node A (0); node B (1) sees it pending for the receiver.
+    let (s, v) = nodes[0].post("/wallet/transfer/signed", &order(&receiver, 0.5, 1).sign(&sender));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((v["phase"].as_str(), v["verified"].as_bool()), (Some("pending"), Some(true)));
+    let tx = v["tx_hash"].as_str().unwrap().to_owned();
+    // A replay of the same signed transfer is refused, and so is a reused nonce.
+    assert_eq!(nodes[0].post("/wallet/transfer/signed", &order(&receiver, 0.5, 1).sign(&sender)).1["code"], "DUPLICATE_TRANSFER");
+    assert_eq!(nodes[0].post("/wallet/transfer/signed", &order(&receiver, 0.1, 1).sign(&sender)).1["code"], "STALE_NONCE");
+    // Pending: visible at B, counted against the sender at A.
+    let at_b = nodes[1].wait_until(&format!("/wallet/balance?address={receiver}"), 20, "pending at node B", |v| v["pending_in_i64"].as_u64() == Some(500_000));
+    assert_eq!(at_b["amount_i64"], 0);
+    let a = nodes[0].get(&format!("/wallet/balance?address={}", sender.address())).1;
+    assert_eq!((a["pending_out_i64"].as_u64(), a["last_nonce"].as_u64()), (Some(500_000), Some(1)), "{a}");
+    assert_eq!(tx_status(&nodes[1], &tx)["status"], "pending");
+    let (s, v) = nodes[0].post("/wallet/transfer/signed", &order(&receiver, (reward - 500_000 + 100) as f64 / 1e6, 2).sign(&sender));
+    assert_eq!((s, v["code"].as_str()), (409, Some("INSUFFICIENT_BALANCE")), "confirmed minus pending: {v}");
+
+    // Confirmed on every node, with identical balances.
+    for n in &nodes {
+        let t = judged(n, &tx, 40);
+        assert_eq!(t["status"], "confirmed", "{} {t}", n.url);
+        assert_eq!(balance(n, &receiver), 500_000, "{}", n.url);
+        assert_eq!(balance(n, &sender.address()), reward - 500_000, "{}", n.url);
+    }
+    let confirmed_in = judged(&nodes[0], &tx, 1)["epoch"].as_u64().unwrap();
+    let record = certified(&nodes[2], confirmed_in, 10)["record"].clone();
+    assert_eq!(record["transfers"][0]["tx_hash"], Value::String(tx.clone()));
+    assert_eq!(record["transfers"][0]["result"], "applied");
+    let history = nodes[3].get(&format!("/wallet/history?address={receiver}")).1;
+    assert_eq!(history["items"][0]["kind"], "transfer_in", "{history}");
+    assert_eq!(history["items"][0]["tx_hash"], Value::String(tx.clone()));
+
+    // Double spend: one nonce, two recipients, to two nodes at once.
+    let (c, d) = (Keypair::from_seed(&[79; 32]).address(), Keypair::from_seed(&[80; 32]).address());
+    let amount = (reward - 500_000) as f64 / 1e6;
+    let (b1, b2) = (order(&c, amount, 2).sign(&sender), order(&d, amount, 2).sign(&sender));
+    let (r1, r2) = std::thread::scope(|s| {
+        let h1 = s.spawn(|| nodes[1].post("/wallet/transfer/signed", &b1));
+        let h2 = s.spawn(|| nodes[2].post("/wallet/transfer/signed", &b2));
+        (h1.join().unwrap(), h2.join().unwrap())
+    });
+    let accepted: Vec<String> = [&r1, &r2].iter().filter(|r| r.0 == 200).map(|r| r.1["tx_hash"].as_str().unwrap().to_owned()).collect();
+    assert!(!accepted.is_empty(), "{r1:?} {r2:?}");
+    // Every node judges every accepted one the same way, and at most one is paid.
+    let mut outcomes: Vec<Vec<(String, String)>> = Vec::new();
+    for n in &nodes {
+        outcomes.push(accepted.iter().map(|tx| {
+            let j = judged(n, tx, 60);
+            (j["status"].as_str().unwrap().to_owned(), j["reason"].as_str().unwrap_or("").to_owned())
+        }).collect());
+    }
+    assert!(outcomes.iter().all(|o| o == &outcomes[0]), "nodes disagree: {outcomes:?}");
+    assert!(outcomes[0].iter().filter(|(s, _)| s == "confirmed").count() <= 1, "both paid: {outcomes:?}");
+    if accepted.len() == 2 {
+        // Both reached the same settlement: a conflict, both rejected, nothing moved.
+        assert!(outcomes[0].iter().all(|(s, r)| s == "rejected" && r == "conflict") || outcomes[0].iter().any(|(_, r)| r == "stale_nonce"), "{outcomes:?}");
+    }
+    let paid: Vec<u64> = nodes.iter().map(|n| balance(n, &c) + balance(n, &d)).collect();
+    assert!(paid.iter().all(|p| *p == paid[0] && *p <= (amount * 1e6) as u64), "{paid:?}");
+    let left: Vec<u64> = nodes.iter().map(|n| balance(n, &sender.address())).collect();
+    assert!(left.iter().all(|l| *l == left[0]), "{left:?}");
+    assert_eq!(left[0] + paid[0] + 500_000, reward, "supply conserved");
+}
+
+#[test]
+fn wallet_cli_new_address_send_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    init_testnet(dir.path(), 1, 0);
+    let spec = dir.path().join("spec.toml");
+    let node = &TestNode::start(&dir.path().join("node-0"), &["--spec", spec.to_str().unwrap()]);
+    let wallet_file = dir.path().join("w.json");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rustchain"))
+            .arg("wallet")
+            .args(args)
+            .args(["--wallet", wallet_file.to_str().unwrap()])
+            .env("RUSTCHAIN_WALLET_PASSPHRASE", "correct horse")
+            .env("RUSTCHAIN_NODE_URL", &node.url)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, out, err) = run(&["new"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, address, _) = run(&["address"]);
+    let address = address.trim().to_owned();
+    assert!(out.contains(&address));
+
+    // The wallet earns an epoch's pot through a miner that pays to it.
+    let mut miner = Miner::new(90, "placeholder", "G4", "");
+    miner.wallet = address.clone();
+    miner.miner_id = "cli-box".into();
+    let epoch = attest_in_one_epoch(&[node], &[miner]);
+    let reward = certified(node, epoch, 40)["record"]["distributed_urtc"].as_u64().unwrap();
+    node.wait_until(&format!("/wallet/balance?address={address}"), 20, "reward", |v| v["amount_i64"].as_u64() == Some(reward));
+    let (_, shown, _) = run(&["balance"]);
+    assert!(shown.contains(&format!("confirmed:    {}.{:06} RTC", reward / 1_000_000, reward % 1_000_000)), "{shown}");
+
+    let to = Keypair::from_seed(&[91; 32]).address();
+    let (code, out, err) = run(&["send", "--to", &to, "--amount", "0.25", "--memo", "cli"]);
+    assert_eq!(code, Some(0), "send failed: {out} {err}");
+    assert!(out.contains("tx_hash: ") && out.contains("confirmed in epoch"), "{out}");
+    assert_eq!(balance(node, &to), 250_000);
+    assert_eq!(balance(node, &address), reward - 250_000);
+    let (_, hist, _) = run(&["history"]);
+    assert!(hist.contains("transfer_out") && hist.contains("-0.250000") && hist.contains("reward"), "{hist}");
+
+    // A second send uses the next nonce by itself; one beyond the balance is refused by the node.
+    let (code, out, err) = run(&["send", "--to", &to, "--amount", "1000", "--no-wait"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(err.contains("INSUFFICIENT_BALANCE"), "{err}");
+}
