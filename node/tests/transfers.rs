@@ -108,6 +108,7 @@ fn a_transfer_confirms_everywhere_and_a_double_spend_is_never_paid_twice() {
             (j["status"].as_str().unwrap().to_owned(), j["reason"].as_str().unwrap_or("").to_owned())
         }).collect());
     }
+    eprintln!("double spend: {} accepted, outcome {:?}", accepted.len(), outcomes[0]);
     assert!(outcomes.iter().all(|o| o == &outcomes[0]), "nodes disagree: {outcomes:?}");
     assert!(outcomes[0].iter().filter(|(s, _)| s == "confirmed").count() <= 1, "both paid: {outcomes:?}");
     if accepted.len() == 2 {
