@@ -56,8 +56,8 @@ def canonical(record):
         transfers += fields([("tx_hash", text(t["tx_hash"])), ("from", text(t["from"])), ("to", text(t["to"])),
                              ("amount_urtc", uint(t["amount_urtc"])), ("nonce", uint(t["nonce"])),
                              ("result", text(t["result"]))])
-    changes = head(4, len(record["balance_changes"]))
-    for c in record["balance_changes"]:
+    changes = head(4, len(record["transfer_changes"]))
+    for c in record["transfer_changes"]:
         changes += fields([("address", text(c["address"])), ("credit_urtc", uint(c["credit_urtc"])),
                            ("debit_urtc", uint(c["debit_urtc"]))])
     return fields([
@@ -70,7 +70,7 @@ def canonical(record):
         ("distributed_urtc", uint(record["distributed_urtc"])),
         ("entries", entries),
         ("transfers", transfers),
-        ("balance_changes", changes),
+        ("transfer_changes", changes),
     ])
 
 

@@ -202,8 +202,8 @@ proptest! {
         prop_assert_eq!(balances, rewards, "supply conserved");
         let mut paid = std::collections::BTreeSet::new();
         for s in &sa {
-            let credits: u64 = s.balance_changes.iter().map(|c| c.credit_urtc).sum();
-            let debits: u64 = s.balance_changes.iter().map(|c| c.debit_urtc).sum();
+            let credits: u64 = s.balance_changes().iter().map(|c| c.credit_urtc).sum();
+            let debits: u64 = s.balance_changes().iter().map(|c| c.debit_urtc).sum();
             prop_assert_eq!(credits - debits, s.distributed_urtc);
             for t in s.transfers.iter().filter(|t| t.result == protocol::settlement::TransferResult::Applied) {
                 prop_assert!(paid.insert((t.from.clone(), t.nonce)), "sender and nonce paid twice: {:?}", t);

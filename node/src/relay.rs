@@ -42,10 +42,8 @@ pub enum IngestError {
 /// page lands in as few commits as the writer's batching allows (one, usually) instead of one
 /// commit per record. Returns, per record in input order, whether it was new.
 pub async fn ingest_page(node: &Node, records: Vec<AnyRecord>) -> Vec<Result<bool, IngestError>> {
-    let known = match node.db.get() {
-        Ok(db) => records.iter().map(|r| store::has_record(&db, &r.id())).collect::<Result<Vec<bool>, _>>(),
-        Err(e) => Err(e),
-    };
+    let ids: Vec<Hash32> = records.iter().map(AnyRecord::id).collect();
+    let known = node.db.get().and_then(|db| store::have_records(&db, &ids));
     let known = match known {
         Ok(k) => k,
         Err(e) => return records.iter().map(|_| Err(IngestError::Storage(e.to_string()))).collect(),
@@ -184,7 +182,11 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
 }
 
 fn lacking(node: &Node, ids: Vec<Hash32>) -> Vec<Hash32> {
-    ids.into_iter().filter(|id| !node.db.get().and_then(|db| store::has_record(&db, id)).unwrap_or(false)).collect()
+    match node.db.get().and_then(|db| store::have_records(&db, &ids)) {
+        Ok(have) => ids.into_iter().zip(have).filter(|(_, h)| !h).map(|(id, _)| id).collect(),
+        // Unreadable for the moment: ask for everything; what turns out to be known is skipped.
+        Err(_) => ids,
+    }
 }
 
 /// An announcement: fetch what we lack from the peer that forwarded it, then report.

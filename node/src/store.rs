@@ -790,8 +790,9 @@ pub fn apply_certificate(w: &WriteTransaction, cert: &EpochCertificate, offered:
     let mut balances = w.open_table(BALANCES)?;
     // Balances after the epoch; a debit that does not fit means an earlier epoch's settlement is
     // not applied here yet (certificates arrived out of order): wait for it, credit nothing now.
-    let mut after = Vec::with_capacity(chosen.balance_changes.len());
-    for c in &chosen.balance_changes {
+    let changes = chosen.balance_changes();
+    let mut after = Vec::with_capacity(changes.len());
+    for c in &changes {
         let before = balances.get(c.address.as_str())?.map_or(0, |v| v.value());
         match before.checked_add(c.credit_urtc).and_then(|b| b.checked_sub(c.debit_urtc)) {
             Some(b) => after.push((c.address.as_str(), b)),
@@ -1022,6 +1023,13 @@ pub fn miners(db: &Database, offset: usize, limit: usize) -> Result<(u64, Vec<Mi
 pub fn has_record(db: &Database, id: &Hash32) -> Result<bool, StoreError> {
     let r = db.begin_read()?;
     Ok(r.open_table(RECORDS)?.get(id.as_slice())?.is_some() || r.open_table(TRANSFER_RECORDS)?.get(id.as_slice())?.is_some())
+}
+
+/// For each of `ids`, whether this node holds it: one read transaction for the lot.
+pub fn have_records(db: &Database, ids: &[Hash32]) -> Result<Vec<bool>, StoreError> {
+    let r = db.begin_read()?;
+    let (a, t) = (r.open_table(RECORDS)?, r.open_table(TRANSFER_RECORDS)?);
+    ids.iter().map(|id| Ok(a.get(id.as_slice())?.is_some() || t.get(id.as_slice())?.is_some())).collect()
 }
 
 /// The records among `ids` that this node has (attestations, transfers), up to `max_records` in

@@ -29,6 +29,7 @@ pub struct SendArgs {
     /// Amount in RTC, e.g. 0.25 (settled as floor(amount * 1e6) uRTC; at least 0.000001).
     #[arg(long)]
     pub amount: f64,
+    /// Free text, signed with the transfer (at most 512 characters).
     #[arg(long, default_value = "")]
     pub memo: String,
     /// Bind the transfer to one network (its chain spec's network_id, e.g. devnet).

@@ -10,7 +10,7 @@ use crate::crypto::{Hash32, sha256};
 use crate::spec::ChainSpec;
 
 /// Version of the settlement record layout; part of the hashed bytes.
-/// Version 2 added `transfers` and `balance_changes`.
+/// Version 2 added `transfers` and `transfer_changes`.
 pub const SETTLEMENT_VERSION: u64 = 2;
 
 /// One enrolled wallet's line in a settlement.
@@ -41,9 +41,10 @@ pub struct Settlement {
     /// Every transfer this settlement judged, in the order it judged them: by `from`, then
     /// `nonce`, then `tx_hash` (all ascending).
     pub transfers: Vec<TransferOutcome>,
-    /// What the epoch did to balances (rewards and applied transfers), one line per address that
-    /// changed, sorted by `address`. Applying a certified settlement is adding these.
-    pub balance_changes: Vec<BalanceChange>,
+    /// What the applied transfers did to balances, one line per address they moved, sorted by
+    /// `address`. With the shares in `entries` this is everything the epoch changes: see
+    /// [`Settlement::balance_changes`].
+    pub transfer_changes: Vec<BalanceChange>,
 }
 
 /// A verified transfer waiting to be settled: the fields the settlement needs.
@@ -100,11 +101,11 @@ pub struct TransferOutcome {
     pub result: TransferResult,
 }
 
-/// One address's movement in the epoch. Field order is the hashed order.
+/// One address's movement by the epoch's applied transfers. Field order is the hashed order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceChange {
     pub address: String,
-    /// Rewards plus applied transfers received.
+    /// Applied transfers received.
     pub credit_urtc: u64,
     /// Applied transfers sent.
     pub debit_urtc: u64,
@@ -183,6 +184,8 @@ pub fn settle(
     let mut ordered: Vec<&PendingTransfer> = transfers.pending.values().collect();
     ordered.sort_unstable_by(|a, b| (&a.from, a.nonce, &a.tx_hash).cmp(&(&b.from, b.nonce, &b.tx_hash)));
     let mut accounts = transfers.accounts.clone();
+    // What the transfers alone moved (the record's `transfer_changes`).
+    let mut moved: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(ordered.len());
     for (i, t) in ordered.iter().enumerate() {
         // Same sender and nonce sort next to each other.
@@ -207,6 +210,8 @@ pub fn settle(
             from.1 = from.1.checked_add(t.amount_urtc).ok_or(SettleError::BalanceOverflow)?;
             let to = changes.entry(t.to.as_str()).or_default();
             to.0 = to.0.checked_add(t.amount_urtc).ok_or(SettleError::BalanceOverflow)?;
+            moved.entry(t.from.as_str()).or_default().1 += t.amount_urtc;
+            moved.entry(t.to.as_str()).or_default().0 += t.amount_urtc;
         }
         outcomes.push(TransferOutcome {
             tx_hash: t.tx_hash.clone(),
@@ -217,9 +222,8 @@ pub fn settle(
             result,
         });
     }
-    let balance_changes = changes
+    let transfer_changes = moved
         .into_iter()
-        .filter(|(_, (c, d))| *c > 0 || *d > 0)
         .map(|(a, (credit_urtc, debit_urtc))| BalanceChange { address: a.to_owned(), credit_urtc, debit_urtc })
         .collect();
     Ok(Settlement {
@@ -232,7 +236,7 @@ pub fn settle(
         distributed_urtc: entries.iter().map(|e| e.share_urtc).sum(),
         entries,
         transfers: outcomes,
-        balance_changes,
+        transfer_changes,
     })
 }
 
@@ -260,7 +264,7 @@ impl Ledger {
 
     /// Apply a settlement: add its balance changes, move the senders' nonces, remember its transfers.
     pub fn apply(&mut self, s: &Settlement) -> Result<(), SettleError> {
-        for c in &s.balance_changes {
+        for c in &s.balance_changes() {
             let a = self.accounts.entry(c.address.clone()).or_default();
             a.balance_urtc = a
                 .balance_urtc
@@ -279,6 +283,21 @@ impl Ledger {
 }
 
 impl Settlement {
+    /// Everything the epoch does to balances: each share plus the transfers' credits as a credit,
+    /// the transfers' debits as a debit; one line per address, sorted by address.
+    pub fn balance_changes(&self) -> Vec<BalanceChange> {
+        let mut all: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for e in self.entries.iter().filter(|e| e.share_urtc > 0) {
+            all.entry(e.miner.as_str()).or_default().0 += e.share_urtc;
+        }
+        for c in &self.transfer_changes {
+            let a = all.entry(c.address.as_str()).or_default();
+            a.0 = a.0.saturating_add(c.credit_urtc);
+            a.1 = a.1.saturating_add(c.debit_urtc);
+        }
+        all.into_iter().map(|(a, (credit_urtc, debit_urtc))| BalanceChange { address: a.to_owned(), credit_urtc, debit_urtc }).collect()
+    }
+
     /// The canonical bytes: CBOR (RFC 8949) as specified in docs/PROTOCOL.md.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.entries.len() * 48);
@@ -308,7 +327,7 @@ impl Settlement {
                 "tx_hash": t.tx_hash, "from": t.from, "to": t.to, "amount_urtc": t.amount_urtc,
                 "nonce": t.nonce, "result": t.result.as_str(),
             })).collect::<Vec<_>>(),
-            "balance_changes": self.balance_changes.iter().map(|c| serde_json::json!({
+            "transfer_changes": self.transfer_changes.iter().map(|c| serde_json::json!({
                 "address": c.address, "credit_urtc": c.credit_urtc, "debit_urtc": c.debit_urtc,
             })).collect::<Vec<_>>(),
         })
@@ -377,8 +396,8 @@ mod tests {
         let spec = ChainSpec::builtin("devnet").unwrap();
         let prev: Hash32 = hex::decode(GOLDEN_HASH).unwrap().try_into().unwrap();
         let s = settle(&spec, 1_410_000, prev, &BTreeMap::new(), &TransferInput::default()).unwrap();
-        assert_eq!(hex::encode(s.canonical_bytes()), "aa6776657273696f6e026a6e6574776f726b5f6964666465766e65746565706f63681a001583d068706f745f757274631a0016e36074707265765f736574746c656d656e745f6861736858203fe564db515de81b2479480f562df8aeb547c2f1cbc04524622b0a875ac9d1426c746f74616c5f776569676874007064697374726962757465645f757274630067656e747269657380697472616e7366657273806f62616c616e63655f6368616e67657380");
-        assert_eq!(hex::encode(s.hash()), "cfdeab1a79a575027ac4e8c97b8b7e953e28119300889bf0d9faf7d2b2a03c88");
+        assert_eq!(hex::encode(s.canonical_bytes()), "aa6776657273696f6e026a6e6574776f726b5f6964666465766e65746565706f63681a001583d068706f745f757274631a0016e36074707265765f736574746c656d656e745f68617368582024dbcc562882c7185e4257bda0642a2f26340ba38f4e728bad3ede9cff8491366c746f74616c5f776569676874007064697374726962757465645f757274630067656e747269657380697472616e736665727380707472616e736665725f6368616e67657380");
+        assert_eq!(hex::encode(s.hash()), "1d28de4ef89786a12dca927251485ddb77b6caa73bf64dcddb7d8f47c9bc84d6");
     }
 
     /// Worked example 3 in docs/PROTOCOL.md: the rewards of example 1, then four transfers: one
@@ -413,8 +432,11 @@ mod tests {
             ("cc03", TransferResult::Conflict),
             ("cc04", TransferResult::Conflict),
         ]);
-        let changes: Vec<_> = s.balance_changes.iter().map(|c| (c.address.as_str(), c.credit_urtc, c.debit_urtc)).collect();
-        assert_eq!(changes, [("alice", 872093, 500_000), ("bob", 279070, 0), ("carol", 348837, 0), ("dave", 500_000, 0)]);
+        let changes: Vec<_> = s.transfer_changes.iter().map(|c| (c.address.as_str(), c.credit_urtc, c.debit_urtc)).collect();
+        assert_eq!(changes, [("alice", 0, 500_000), ("dave", 500_000, 0)]);
+        let all: Vec<_> = s.balance_changes().iter().map(|c| (c.address.clone(), c.credit_urtc, c.debit_urtc)).collect();
+        let all: Vec<_> = all.iter().map(|(a, c, d)| (a.as_str(), *c, *d)).collect();
+        assert_eq!(all, [("alice", 872093, 500_000), ("bob", 279070, 0), ("carol", 348837, 0), ("dave", 500_000, 0)]);
         if std::env::var_os("PRINT_GOLDEN").is_some() {
             println!("{}", s.to_json());
         }
@@ -422,9 +444,9 @@ mod tests {
         assert_eq!(Settlement::from_cbor(&s.canonical_bytes()).unwrap(), s);
     }
 
-    const GOLDEN_TRANSFERS_HASH: &str = "39f5ffdd861f57e12a5f9b3acc7c65a6dc556a7f9b270f354263f6867e6ee1e5";
-    const GOLDEN_HEX: &str = "aa6776657273696f6e026a6e6574776f726b5f6964676d61696e6e65746565706f636819016368706f745f757274631a0016e36074707265765f736574746c656d656e745f68617368582011111111111111111111111111111111111111111111111111111111111111116c746f74616c5f7765696768741b00000001004ccb007064697374726962757465645f757274631a0016e36067656e747269657383a3656d696e657265616c696365667765696768741a9502f9006a73686172655f757274631a000d4e9da3656d696e657263626f62667765696768741a2faf08006a73686172655f757274631a0004421ea3656d696e6572656361726f6c667765696768741a3b9aca006a73686172655f757274631a000552a5697472616e7366657273806f62616c616e63655f6368616e67657383a3676164647265737365616c6963656b6372656469745f757274631a000d4e9d6a64656269745f7572746300a3676164647265737363626f626b6372656469745f757274631a0004421e6a64656269745f7572746300a36761646472657373656361726f6c6b6372656469745f757274631a000552a56a64656269745f7572746300";
-    const GOLDEN_HASH: &str = "3fe564db515de81b2479480f562df8aeb547c2f1cbc04524622b0a875ac9d142";
+    const GOLDEN_TRANSFERS_HASH: &str = "46f2839ad26950940493dea8286f659e89834d8ec4397457537b5a568ff18655";
+    const GOLDEN_HEX: &str = "aa6776657273696f6e026a6e6574776f726b5f6964676d61696e6e65746565706f636819016368706f745f757274631a0016e36074707265765f736574746c656d656e745f68617368582011111111111111111111111111111111111111111111111111111111111111116c746f74616c5f7765696768741b00000001004ccb007064697374726962757465645f757274631a0016e36067656e747269657383a3656d696e657265616c696365667765696768741a9502f9006a73686172655f757274631a000d4e9da3656d696e657263626f62667765696768741a2faf08006a73686172655f757274631a0004421ea3656d696e6572656361726f6c667765696768741a3b9aca006a73686172655f757274631a000552a5697472616e736665727380707472616e736665725f6368616e67657380";
+    const GOLDEN_HASH: &str = "24dbcc562882c7185e4257bda0642a2f26340ba38f4e728bad3ede9cff849136";
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
