@@ -124,6 +124,10 @@ fn bench_settlement(c: &mut Criterion) {
     let applied = s.transfers.iter().filter(|t| t.result == settlement::TransferResult::Applied).count();
     eprintln!("settlement of {N} wallets + {pending} transfers: {applied} applied, {} canonical bytes", s.canonical_bytes().len());
     assert!(pending >= N && applied > N * 9 / 10 && applied < pending, "the benchmark must judge real transfers");
+    g.bench_function("part/settle/100000+transfers/100000", |b| {
+        b.iter(|| black_box(settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), black_box(&input)).expect("settles")))
+    });
+    g.bench_function("part/hash/100000+transfers/100000", |b| b.iter(|| black_box(black_box(&s).hash())));
     g.bench_function("settle+hash/100000+transfers/100000", |b| {
         b.iter(|| {
             let s = settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), black_box(&input)).expect("settles");

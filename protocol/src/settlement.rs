@@ -153,6 +153,19 @@ pub fn split_pot(pot: u64, weights: &BTreeMap<String, u64>) -> Result<Vec<u64>, 
     Ok(shares)
 }
 
+/// A string ordered as its bytes, compared first by its first 16 bytes as one integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct AddrKey<'a>(u128, &'a str);
+
+impl<'a> AddrKey<'a> {
+    fn of(s: &'a str) -> AddrKey<'a> {
+        let mut b = [0u8; 16];
+        let n = s.len().min(16);
+        b[..n].copy_from_slice(&s.as_bytes()[..n]);
+        AddrKey(u128::from_be_bytes(b), s)
+    }
+}
+
 /// Settle `epoch`: split the spec's pot over the enrolled wallets' weights, credit the shares, then
 /// judge the pending transfers (docs/PROTOCOL.md §12):
 ///
@@ -176,55 +189,73 @@ pub fn settle(
         .zip(shares)
         .map(|((miner, weight), share_urtc)| SettlementEntry { miner: miner.clone(), weight: *weight, share_urtc })
         .collect();
-    // (credit, debit) per address, rewards first.
-    let mut changes: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.share_urtc > 0) {
-        changes.entry(e.miner.as_str()).or_default().0 += e.share_urtc;
-    }
-    let mut ordered: Vec<&PendingTransfer> = transfers.pending.values().collect();
-    ordered.sort_unstable_by(|a, b| (&a.from, a.nonce, &a.tx_hash).cmp(&(&b.from, b.nonce, &b.tx_hash)));
-    let mut accounts = transfers.accounts.clone();
-    // What the transfers alone moved (the record's `transfer_changes`).
-    let mut moved: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    // Every lookup below is by address. Keys lead with the address's first 16 bytes as a
+    // big-endian integer, so most comparisons never leave the (contiguous) key: ordering by
+    // (prefix, address) is ordering by address (a tie on the prefix falls back to the bytes).
+    let mut ordered: Vec<(AddrKey<'_>, u64, AddrKey<'_>, &PendingTransfer)> =
+        transfers.pending.values().map(|t| (AddrKey::of(&t.from), t.nonce, AddrKey::of(&t.tx_hash), t)).collect();
+    ordered.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    // (credit, debit) per address by the transfers applied so far: the record's `transfer_changes`.
+    let mut moved: BTreeMap<AddrKey<'_>, (u64, u64)> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(ordered.len());
-    for (i, t) in ordered.iter().enumerate() {
-        // Same sender and nonce sort next to each other.
-        let same = |o: &PendingTransfer| o.from == t.from && o.nonce == t.nonce;
-        let conflict = ordered.get(i + 1).is_some_and(|o| same(o)) || (i > 0 && same(ordered[i - 1]));
-        let account = accounts.entry(t.from.clone()).or_default();
-        let (credit, debit) = changes.get(t.from.as_str()).copied().unwrap_or_default();
-        // Never negative: debits are only applied when covered.
-        let available = (u128::from(account.balance_urtc) + u128::from(credit)) - u128::from(debit);
-        let result = if conflict {
-            TransferResult::Conflict
-        } else if account.last_nonce.is_some_and(|n| t.nonce <= n) {
-            TransferResult::StaleNonce
-        } else if u128::from(t.amount_urtc) > available {
-            TransferResult::InsufficientBalance
-        } else {
-            TransferResult::Applied
-        };
-        if result == TransferResult::Applied {
-            account.last_nonce = Some(t.nonce);
-            let from = changes.entry(t.from.as_str()).or_default();
-            from.1 = from.1.checked_add(t.amount_urtc).ok_or(SettleError::BalanceOverflow)?;
-            let to = changes.entry(t.to.as_str()).or_default();
-            to.0 = to.0.checked_add(t.amount_urtc).ok_or(SettleError::BalanceOverflow)?;
-            moved.entry(t.from.as_str()).or_default().1 += t.amount_urtc;
-            moved.entry(t.to.as_str()).or_default().0 += t.amount_urtc;
+    // Senders come in ascending order, and so do `entries` (by miner) and the accounts: each is
+    // walked once, alongside.
+    let mut accounts = transfers.accounts.iter().peekable();
+    let mut shares = entries.iter().peekable();
+    // One sender at a time (its transfers are contiguous in the order). A sender cannot pay
+    // itself, so while its own transfers are judged only its own debits change its balance:
+    // its account, share and credits so far are read once per sender.
+    let mut i = 0;
+    while i < ordered.len() {
+        let from_key = ordered[i].0;
+        let from = from_key.1;
+        let end = i + ordered[i..].iter().take_while(|t| t.0 == from_key).count();
+        while accounts.next_if(|(a, _)| a.as_str() < from).is_some() {}
+        let account = accounts.next_if(|(a, _)| a.as_str() == from).map(|(_, a)| *a).unwrap_or_default();
+        while shares.next_if(|e| e.miner.as_str() < from).is_some() {}
+        let share = shares.next_if(|e| e.miner == from).map_or(0, |e| e.share_urtc);
+        let credit = moved.get(&from_key).map_or(0, |c| c.0);
+        // Rewards are credited before any transfer. Never negative: a debit is applied only when covered.
+        let mut available = u128::from(account.balance_urtc) + u128::from(share) + u128::from(credit);
+        let mut last_nonce = account.last_nonce;
+        let mut debit = 0u64;
+        for k in i..end {
+            let t = ordered[k].3;
+            // Same sender and nonce sort next to each other.
+            let conflict = (k + 1 < end && ordered[k + 1].1 == t.nonce) || (k > i && ordered[k - 1].1 == t.nonce);
+            let result = if conflict {
+                TransferResult::Conflict
+            } else if last_nonce.is_some_and(|n| t.nonce <= n) {
+                TransferResult::StaleNonce
+            } else if u128::from(t.amount_urtc) > available {
+                TransferResult::InsufficientBalance
+            } else {
+                TransferResult::Applied
+            };
+            if result == TransferResult::Applied {
+                last_nonce = Some(t.nonce);
+                available -= u128::from(t.amount_urtc);
+                debit = debit.checked_add(t.amount_urtc).ok_or(SettleError::BalanceOverflow)?;
+                let to = moved.entry(AddrKey::of(&t.to)).or_default();
+                to.0 = to.0.checked_add(t.amount_urtc).ok_or(SettleError::BalanceOverflow)?;
+            }
+            outcomes.push(TransferOutcome {
+                tx_hash: t.tx_hash.clone(),
+                from: t.from.clone(),
+                to: t.to.clone(),
+                amount_urtc: t.amount_urtc,
+                nonce: t.nonce,
+                result,
+            });
         }
-        outcomes.push(TransferOutcome {
-            tx_hash: t.tx_hash.clone(),
-            from: t.from.clone(),
-            to: t.to.clone(),
-            amount_urtc: t.amount_urtc,
-            nonce: t.nonce,
-            result,
-        });
+        if debit > 0 {
+            moved.entry(from_key).or_default().1 = debit;
+        }
+        i = end;
     }
     let transfer_changes = moved
         .into_iter()
-        .map(|(a, (credit_urtc, debit_urtc))| BalanceChange { address: a.to_owned(), credit_urtc, debit_urtc })
+        .map(|(a, (credit_urtc, debit_urtc))| BalanceChange { address: a.1.to_owned(), credit_urtc, debit_urtc })
         .collect();
     Ok(Settlement {
         version: SETTLEMENT_VERSION,
