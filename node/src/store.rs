@@ -1344,40 +1344,36 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
         problem(&mut rep, "meta.ledger_seq is missing or malformed".into());
     }
 
+    /// A stored record: it decodes, sits under its own id and (with a spec) verifies.
+    fn check_record(rep: &mut CheckReport, kind: &str, key: &[u8], decoded: Result<(Hash32, Option<String>), String>) {
+        let key_hex = hex::encode(key);
+        match decoded {
+            Ok((id, invalid)) => {
+                if id.as_slice() != key {
+                    problem(rep, format!("{kind} {key_hex} is stored under another id"));
+                }
+                if let Some(e) = invalid {
+                    problem(rep, format!("{kind} {key_hex} does not verify: {e}"));
+                }
+            }
+            Err(e) => problem(rep, format!("{kind} {key_hex} does not decode: {e}")),
+        }
+    }
     let records = r.open_table(RECORDS)?;
     for row in records.iter()? {
         let (k, v) = row?;
         rep.attestations += 1;
-        match AttestationRecord::from_cbor(v.value()) {
-            Ok(rec) => {
-                if rec.id().as_slice() != k.value() {
-                    problem(&mut rep, format!("record {} is stored under another id", hex::encode(k.value())));
-                }
-                if let Some(spec) = spec
-                    && let Err(e) = rec.verify(spec)
-                {
-                    problem(&mut rep, format!("record {} does not verify: {e}", hex::encode(k.value())));
-                }
-            }
-            Err(e) => problem(&mut rep, format!("record {} does not decode: {e}", hex::encode(k.value()))),
-        }
+        let decoded = AttestationRecord::from_cbor(v.value())
+            .map(|rec| (rec.id(), spec.and_then(|s| rec.verify(s).err()).map(|e| e.to_string())))
+            .map_err(|e| e.to_string());
+        check_record(&mut rep, "record", k.value(), decoded);
     }
     for row in r.open_table(TRANSFER_RECORDS)?.iter()? {
         let (k, v) = row?;
         rep.transfer_records += 1;
-        match TransferRecord::from_cbor(v.value()) {
-            Ok(rec) => {
-                if rec.id().as_slice() != k.value() {
-                    problem(&mut rep, format!("transfer record {} is stored under another id", hex::encode(k.value())));
-                }
-                if let Some(spec) = spec
-                    && let Err(e) = rec.verify(spec)
-                {
-                    problem(&mut rep, format!("transfer record {} does not verify: {e}", hex::encode(k.value())));
-                }
-            }
-            Err(e) => problem(&mut rep, format!("transfer record {} does not decode: {e}", hex::encode(k.value()))),
-        }
+        let decoded = TransferRecord::from_cbor(v.value())
+            .map(|rec| (rec.id(), spec.and_then(|s| rec.verify(s).err()).map(|e| e.to_string())));
+        check_record(&mut rep, "transfer record", k.value(), decoded);
     }
     rep.signatures_verified = spec.is_some();
     for row in r.open_table(EPOCH_CLAIMS)?.iter()? {
