@@ -566,23 +566,25 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
     Ok(Ok(Inserted { new: true, new_enrollment }))
 }
 
-/// The sender's last nonce: of its last applied transfer, or of a pending one if higher.
-fn last_nonce_w(w: &WriteTransaction, address: &str) -> Result<Option<u64>, StoreError> {
-    let applied = w.open_table(LAST_NONCES)?.get(address)?.map(|v| v.value());
-    let pending = w.open_table(PENDING)?;
-    let mut last = applied;
-    for row in w.open_table(PENDING_OUT)?.range((address, "")..)? {
+/// The pending transfers an index (`PENDING_OUT` or `PENDING_IN`) lists for `address`, in a read
+/// or a write transaction.
+fn pending_listed(
+    index: &impl ReadableTable<(&'static str, &'static str), ()>,
+    pending: &impl ReadableTable<&'static str, &'static [u8]>,
+    address: &str,
+) -> Result<Vec<StoredTransfer>, StoreError> {
+    let mut out = Vec::new();
+    for row in index.range((address, "")..)? {
         let (k, _) = row?;
-        let (from, tx) = k.value();
-        if from != address {
+        let (a, tx) = k.value();
+        if a != address {
             break;
         }
         if let Some(v) = pending.get(tx)? {
-            let t: StoredTransfer = uncbor(v.value(), "pending transfer")?;
-            last = last.max(Some(t.nonce));
+            out.push(uncbor::<StoredTransfer>(v.value(), "pending transfer")?);
         }
     }
-    Ok(last)
+    Ok(out)
 }
 
 /// Store one verified transfer record. From a wallet (HTTP), it must carry a nonce above the
@@ -609,27 +611,14 @@ pub fn insert_transfer(w: &WriteTransaction, t: &NewTransfer) -> Result<Result<b
         if judged || earlier.is_some() {
             return Ok(Err(Refusal::DuplicateTransfer(tx.to_owned())));
         }
-        let last = {
-            drop(pending);
-            let last = last_nonce_w(w, &t.transfer.from)?;
-            pending = w.open_table(PENDING)?;
-            last
-        };
+        let outgoing = pending_listed(&w.open_table(PENDING_OUT)?, &pending, &t.transfer.from)?;
+        let applied = w.open_table(LAST_NONCES)?.get(t.transfer.from.as_str())?.map(|v| v.value());
+        let last = applied.max(outgoing.iter().map(|o| o.nonce).max());
         if let Some(last) = last.filter(|l| t.transfer.nonce <= *l) {
             return Ok(Err(Refusal::StaleNonce { nonce: t.transfer.nonce, last }));
         }
         let balance = w.open_table(BALANCES)?.get(t.transfer.from.as_str())?.map_or(0, |v| v.value());
-        let mut out = 0u64;
-        for row in w.open_table(PENDING_OUT)?.range((t.transfer.from.as_str(), "")..)? {
-            let (k, _) = row?;
-            let (from, other) = k.value();
-            if from != t.transfer.from {
-                break;
-            }
-            if let Some(v) = pending.get(other)? {
-                out = out.saturating_add(uncbor::<StoredTransfer>(v.value(), "pending transfer")?.amount_urtc);
-            }
-        }
+        let out = outgoing.iter().fold(0u64, |sum, o| sum.saturating_add(o.amount_urtc));
         let available = balance.saturating_sub(out);
         if t.transfer.amount_urtc > available {
             return Ok(Err(Refusal::InsufficientBalance { available, amount: t.transfer.amount_urtc }));
@@ -1153,18 +1142,8 @@ pub fn tx_state(db: &Database, tx_hash: &str) -> Result<Option<TxState>, StoreEr
 pub fn pending_for(db: &Database, address: &str) -> Result<(Vec<StoredTransfer>, Vec<StoredTransfer>), StoreError> {
     let r = db.begin_read()?;
     let pending = r.open_table(PENDING)?;
-    let mut sides = [Vec::new(), Vec::new()];
-    for (side, def) in sides.iter_mut().zip([PENDING_IN, PENDING_OUT]) {
-        for row in r.open_table(def)?.range((address, "")..)? {
-            let (k, _) = row?;
-            let (a, tx) = k.value();
-            if a != address {
-                break;
-            }
-            if let Some(v) = pending.get(tx)? {
-                side.push(uncbor::<StoredTransfer>(v.value(), "pending transfer")?);
-            }
-        }
+    let mut sides = [pending_listed(&r.open_table(PENDING_IN)?, &pending, address)?, pending_listed(&r.open_table(PENDING_OUT)?, &pending, address)?];
+    for side in &mut sides {
         side.sort_by_key(|t| (t.slot, t.nonce));
     }
     let [incoming, outgoing] = sides;
