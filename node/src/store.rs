@@ -1008,12 +1008,6 @@ pub fn miners(db: &Database, offset: usize, limit: usize) -> Result<(u64, Vec<Mi
     Ok((total, out))
 }
 
-/// Whether this node holds the record (an attestation or a transfer record).
-pub fn has_record(db: &Database, id: &Hash32) -> Result<bool, StoreError> {
-    let r = db.begin_read()?;
-    Ok(r.open_table(RECORDS)?.get(id.as_slice())?.is_some() || r.open_table(TRANSFER_RECORDS)?.get(id.as_slice())?.is_some())
-}
-
 /// For each of `ids`, whether this node holds it: one read transaction for the lot.
 pub fn have_records(db: &Database, ids: &[Hash32]) -> Result<Vec<bool>, StoreError> {
     let r = db.begin_read()?;
@@ -1486,7 +1480,7 @@ mod tests {
         assert!(insert_attestation(&w, &late).unwrap().unwrap().new);
         let (again, changed) = settle_epoch(&w, &spec, 3).unwrap();
         w.commit().unwrap();
-        assert!(has_record(&db, &id).unwrap(), "the registry holds the late record");
+        assert_eq!(have_records(&db, &[id]).unwrap(), [true], "the registry holds the late record");
         assert_eq!(epoch_digest(&db, 3).unwrap().count, 1);
         assert_eq!((again.hash(), changed), (settled.hash(), false), "the final settlement stays the certified one");
         assert_eq!(settlement(&db, 3).unwrap().unwrap().hash(), settled.hash());
