@@ -18,7 +18,7 @@ use protocol::attestation::{self, AttestationRecord, AttestError, Receipt};
 use protocol::canonical_json;
 use protocol::settlement::TransferResult;
 use protocol::transfer::{self, TransferRecord};
-use protocol::spec::URTC_PER_RTC;
+use protocol::spec::{URTC_PER_RTC, rtc_f64};
 use redb::ReadableDatabase;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -248,7 +248,7 @@ async fn epoch_info(State(node): State<Arc<Node>>) -> ApiResult {
     Ok(Json(json!({
         "epoch": epoch,
         "slot": slot,
-        "epoch_pot": node.spec.epoch_pot_urtc as f64 / URTC_PER_RTC as f64,
+        "epoch_pot": rtc_f64(node.spec.epoch_pot_urtc),
         "epoch_pot_urtc": node.spec.epoch_pot_urtc,
         "enrolled_miners": enrolled,
         "blocks_per_epoch": node.spec.slots_per_epoch,
@@ -352,7 +352,7 @@ async fn transfer_signed(State(node): State<Arc<Node>>, body: Result<Bytes, Byte
         "phase": "pending",
         "from_address": stored.from,
         "to_address": stored.to,
-        "amount_rtc": stored.amount_urtc as f64 / URTC_PER_RTC as f64,
+        "amount_rtc": rtc_f64(stored.amount_urtc),
         "amount_i64": stored.amount_urtc,
         "nonce": stored.nonce,
         "confirms_at_epoch": epoch,
@@ -363,7 +363,7 @@ async fn transfer_signed(State(node): State<Arc<Node>>, body: Result<Bytes, Byte
 fn transfer_json(t: &store::StoredTransfer) -> Value {
     json!({
         "tx_hash": t.tx_hash, "from_address": t.from, "to_address": t.to, "amount_i64": t.amount_urtc,
-        "amount_rtc": t.amount_urtc as f64 / URTC_PER_RTC as f64, "nonce": t.nonce, "memo": t.memo,
+        "amount_rtc": rtc_f64(t.amount_urtc), "nonce": t.nonce, "memo": t.memo,
     })
 }
 
@@ -424,7 +424,7 @@ async fn wallet_history(State(node): State<Arc<Node>>, q: Result<Query<HistoryQu
         let counterparty = if kind == "transfer_in" { &t.from } else { &t.to };
         pending.push((t.slot, json!({
             "kind": kind, "status": "pending", "tx_hash": t.tx_hash, "counterparty": counterparty,
-            "amount_i64": t.amount_urtc, "amount_rtc": t.amount_urtc as f64 / URTC_PER_RTC as f64,
+            "amount_i64": t.amount_urtc, "amount_rtc": rtc_f64(t.amount_urtc),
             "confirms_at_epoch": node.spec.epoch_of_slot(t.slot),
         })));
     }
@@ -435,7 +435,7 @@ async fn wallet_history(State(node): State<Arc<Node>>, q: Result<Query<HistoryQu
     for e in entries {
         items.push(json!({
             "kind": e.kind, "status": "confirmed", "epoch": e.epoch, "tx_hash": e.tx_hash, "counterparty": e.counterparty,
-            "amount_i64": e.amount_urtc, "amount_rtc": e.amount_urtc as f64 / URTC_PER_RTC as f64,
+            "amount_i64": e.amount_urtc, "amount_rtc": rtc_f64(e.amount_urtc),
         }));
     }
     Ok(Json(json!({
@@ -474,7 +474,7 @@ async fn balance(State(node): State<Arc<Node>>, q: Result<Query<BalanceQuery>, a
     // The last nonce a new transfer must exceed: of the last applied transfer or a pending one.
     let last_nonce = store::last_applied_nonce(&db, &wallet)?.max(outgoing.iter().map(|t| t.nonce).max());
     Ok(Json(json!({
-        "miner_id": wallet, "amount_i64": amount, "amount_rtc": amount as f64 / URTC_PER_RTC as f64,
+        "miner_id": wallet, "amount_i64": amount, "amount_rtc": rtc_f64(amount),
         "pending_in_i64": sum(&incoming), "pending_out_i64": sum(&outgoing), "last_nonce": last_nonce,
     }))
     .into_response())
@@ -502,7 +502,7 @@ async fn rewards(State(node): State<Arc<Node>>, p: Result<Path<String>, axum::ex
         "distributed_urtc": s.distributed_urtc,
         "rewards": s.entries.iter().map(|e| json!({
             "miner_id": e.miner, "weight": e.weight, "share_i64": e.share_urtc,
-            "share_rtc": e.share_urtc as f64 / URTC_PER_RTC as f64,
+            "share_rtc": rtc_f64(e.share_urtc),
         })).collect::<Vec<_>>(),
         "ledger": ledger.iter().map(|l| json!({"wallet": l.wallet, "amount_i64": l.amount_urtc, "kind": l.kind})).collect::<Vec<_>>(),
     }))
@@ -639,7 +639,7 @@ async fn stats(State(node): State<Arc<Node>>) -> ApiResult {
         "settled_epochs": s.settled_epochs,
         "wallets_with_balance": s.wallets_with_balance,
         "total_balance_i64": s.total_balance_urtc,
-        "total_balance_rtc": s.total_balance_urtc as f64 / URTC_PER_RTC as f64,
+        "total_balance_rtc": rtc_f64(s.total_balance_urtc),
         "node_public_key": hex::encode(node.key.public()),
     }))
     .into_response())

@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-use protocol::spec::URTC_PER_RTC;
+use protocol::spec::rtc_f64;
 
 use crate::service::Node;
 use crate::store;
@@ -217,11 +217,11 @@ impl Metrics {
         let now = node.clock.now_unix();
         let epoch = node.spec.epoch_at(now);
         self.current_epoch.set(epoch as i64);
-        self.epoch_pot_rtc.set(node.spec.epoch_pot_urtc as f64 / URTC_PER_RTC as f64);
+        self.epoch_pot_rtc.set(rtc_f64(node.spec.epoch_pot_urtc));
         if let Ok(n) = node.enrolled_count(epoch) {
             self.enrolled_miners.set(n as i64);
         }
-        self.total_balance_rtc.set(node.tallies.total_balance_urtc() as f64 / URTC_PER_RTC as f64);
+        self.total_balance_rtc.set(rtc_f64(node.tallies.total_balance_urtc()));
         if let Some(e) = node.tallies.last_settled() {
             self.last_settled_epoch.set(e as i64);
         }

@@ -65,6 +65,11 @@ pub const DEVNET_TOML: &str = include_str!("../../bootstrap/devnet.toml");
 /// Micro-RTC per RTC.
 pub const URTC_PER_RTC: u64 = 1_000_000;
 
+/// uRTC as RTC for display (the `*_rtc` fields of HTTP answers, metrics). Never used in consensus.
+pub fn rtc_f64(urtc: u64) -> f64 {
+    urtc as f64 / URTC_PER_RTC as f64
+}
+
 impl ChainSpec {
     pub fn builtin(name: &str) -> Result<ChainSpec, SpecError> {
         match name {
