@@ -83,9 +83,9 @@ impl Registry {
         let mut first: BTreeMap<&str, (u64, &PendingTransfer)> = BTreeMap::new();
         let all = self.transfers.read();
         for e in &all {
-            let slot = first.get(e.transfer.tx_hash.as_str()).map_or(u64::MAX, |f| f.0);
+            let slot = first.get(&*e.transfer.tx_hash).map_or(u64::MAX, |f| f.0);
             if e.slot < slot {
-                first.insert(e.transfer.tx_hash.as_str(), (e.slot, &e.transfer));
+                first.insert(&*e.transfer.tx_hash, (e.slot, &e.transfer));
             }
         }
         first.into_values().filter(|(slot, _)| spec.epoch_of_slot(*slot) <= epoch).map(|(_, t)| t.clone()).collect()

@@ -24,7 +24,7 @@ fn transfer_from(seed: u16) -> TransferEntry {
     let nonce = 1 + u64::from(h[2] % 3);
     let amount_urtc = 1 + u64::from(h[3] % 4) * 200_000;
     let tx_hash = hex::encode(&sha256(format!("{from}|{to}|{amount_urtc}|{nonce}").as_bytes())[..16]);
-    TransferEntry { record_id: h, slot: u64::from(h[4] % 30), transfer: PendingTransfer { tx_hash, from, to, amount_urtc, nonce } }
+    TransferEntry { record_id: h, slot: u64::from(h[4] % 30), transfer: PendingTransfer { tx_hash: tx_hash.into(), from: from.into(), to: to.into(), amount_urtc, nonce } }
 }
 
 fn registry_of(seeds: &[u16]) -> Registry {
@@ -210,7 +210,7 @@ proptest! {
             }
         }
         // Every transfer was judged exactly once, in the epoch of its earliest receipt or later.
-        let judged: Vec<&str> = sa.iter().flat_map(|s| s.transfers.iter().map(|t| t.tx_hash.as_str())).collect();
+        let judged: Vec<&str> = sa.iter().flat_map(|s| s.transfers.iter().map(|t| &*t.tx_hash)).collect();
         let unique: std::collections::BTreeSet<&str> = judged.iter().copied().collect();
         prop_assert_eq!(judged.len(), unique.len());
         prop_assert_eq!(unique.len(), a.transfers_through(&spec, 3).len());
@@ -241,7 +241,7 @@ fn a_transfer_counts_from_its_earliest_receipt_and_is_judged_once() {
     c.insert_transfer(TransferEntry { record_id: [2; 32], slot: 12, transfer: t });
     c.insert_transfer(TransferEntry { record_id: [4; 32], slot: 15, transfer: t2 });
     let (chain, ledger) = c.settle_chain(&spec, 0, 1).unwrap();
-    let results: Vec<_> = chain[1].transfers.iter().map(|t| (t.tx_hash.as_str(), t.result.as_str())).collect();
+    let results: Vec<_> = chain[1].transfers.iter().map(|t| (&*t.tx_hash, t.result.as_str())).collect();
     assert_eq!(results, [("t1", "conflict"), ("t2", "conflict")]);
     assert_eq!(ledger.accounts["alice"].balance_urtc, 1_500_000, "nothing moved");
     assert_eq!(ledger.accounts["alice"].last_nonce, None, "a conflict consumes no nonce");

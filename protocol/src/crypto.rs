@@ -10,6 +10,28 @@ pub fn sha256(data: &[u8]) -> Hash32 {
     Sha256::digest(data).into()
 }
 
+/// SHA-256 of what a serializer writes, without holding the bytes: `write` feeds the hash.
+/// Wrap it in a `std::io::BufWriter` when the writes are small (CBOR writes one header at a time).
+#[derive(Default)]
+pub struct HashWriter(Sha256);
+
+impl HashWriter {
+    pub fn finish(self) -> Hash32 {
+        self.0.finalize().into()
+    }
+}
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// SHA-256 over several parts, each prefixed by its length so that part boundaries are unambiguous.
 pub fn sha256_parts(domain: &str, parts: &[&[u8]]) -> Hash32 {
     let mut h = Sha256::new();
