@@ -533,7 +533,7 @@ pub fn answer(db: &DbHandle, spec: &ChainSpec, role: Role, history_epochs: u64, 
                 return (error("TOO_MANY_IDS"), Some("GetAttestations with too many ids"));
             }
             let ids: Vec<Hash32> = ids.into_iter().map(|i| i.0).collect();
-            store::records_by_ids(db, &ids, wire::MAX_RECORDS_PER_RESPONSE, wire::MAX_RESPONSE_BYTES - 4096)
+            store::records_by_ids(db, &ids, wire::MAX_RECORDS_PER_RESPONSE, wire::MAX_PAGE_BYTES - 4096)
                 .map(|(records, transfers)| Response::Attestations { records, transfers })
         }
         Request::GetEpoch { epoch } => store::settlement(db, epoch).and_then(|settlement| {

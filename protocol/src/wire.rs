@@ -19,8 +19,11 @@ pub const WIRE_VERSION: u32 = 1;
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 /// Largest request accepted.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
-/// Largest response accepted: a page of records.
-pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Largest response accepted: an epoch's settlement record (`Epoch`), which lists every transfer
+/// the epoch judged (100,000 transfers are ~34 MB).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// A page of records (`Attestations`) is cut at about this size.
+pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Most ids in one announcement or one `GetAttestations`.
 pub const MAX_IDS_PER_MESSAGE: usize = 512;
 /// Most records in one `Attestations` response.
@@ -208,6 +211,30 @@ pub fn decode_vote(bytes: &[u8]) -> Result<Vote, WireError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A peer can serve the settlement of an epoch with 100,000 transfers (real address and tx
+    /// hash lengths) in one `Epoch` answer, as libp2p's codec (cbor4ii) writes it.
+    #[test]
+    fn a_settlement_of_100k_transfers_fits_one_response() {
+        use crate::settlement::{self, PendingTransfer, TransferInput};
+        let spec = crate::spec::ChainSpec::builtin("devnet").unwrap();
+        let addr = |i: usize| crate::crypto::address_of(&crate::crypto::sha256(&i.to_be_bytes()));
+        let mut input = TransferInput::default();
+        for i in 0..100_000 {
+            let tx: settlement::Text = format!("{i:032x}").into();
+            let t = PendingTransfer { tx_hash: tx.clone(), from: addr(i).into(), to: addr(i + 1).into(), amount_urtc: 1_000_000, nonce: 1 };
+            input.accounts.insert(t.from.clone(), settlement::Account { balance_urtc: 5_000_000, last_nonce: None });
+            input.pending.insert(tx, t);
+        }
+        let weights = (0..100_000).map(|i| (addr(i), 1_000_000_000)).collect();
+        let s = settlement::settle(&spec, 7, [0; 32], &weights, &input).unwrap();
+        assert!(s.transfers.iter().all(|t| t.result == settlement::TransferResult::Applied));
+        assert_eq!(s.transfer_changes.len(), 100_001, "every sender and receiver moved");
+        let bytes = cbor4ii::serde::to_vec(Vec::new(), &Response::Epoch { settlement: Some(s), certificate: None }).unwrap();
+        eprintln!("an Epoch answer with 100,000 miners and 100,000 applied transfers: {} bytes", bytes.len());
+        assert!(bytes.len() > MAX_PAGE_BYTES, "the record is larger than a page: {}", bytes.len());
+        assert!(bytes.len() < MAX_RESPONSE_BYTES * 2 / 3, "{} bytes leave too little room to grow", bytes.len());
+    }
 
     #[test]
     fn round_trips_and_limits() {
