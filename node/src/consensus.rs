@@ -110,6 +110,7 @@ pub async fn finalize(node: &Arc<Node>, cert: EpochCertificate, offered: Option<
             }
         }
         Ok(Applied::Before) => {}
+        Ok(Applied::Conflict { tx_hash, judged_in }) => report_conflict(node, &cert, &tx_hash, judged_in),
         Ok(Applied::Mismatch { ours }) => {
             let first_time = node.mismatches.lock().expect("lock").insert(epoch, ours.unwrap_or([0; 32])).is_none();
             if first_time {
@@ -128,6 +129,21 @@ pub async fn finalize(node: &Arc<Node>, cert: EpochCertificate, offered: Option<
             }
         }
         Err(e) => tracing::error!(epoch, error = %e, "could not store a certificate"),
+    }
+}
+
+/// A certified record this node refuses to apply because it would judge a transfer twice: said
+/// once per epoch, loudly, and counted.
+fn report_conflict(node: &Arc<Node>, cert: &EpochCertificate, tx_hash: &str, judged_in: u64) {
+    let epoch = cert.epoch;
+    if node.refused.lock().expect("lock").insert(epoch) {
+        tracing::error!(
+            epoch, tx_hash, judged_in, certified = %hex::encode(cert.settlement_hash),
+            "NOT APPLIED: the certified settlement judges a transfer that a settlement of another epoch, \
+             already applied here, judged too (an epoch was settled before the one before it was certified); \
+             applying it would pay the transfer twice. Compare balances with peers (PROTOCOL.md §12, Chaining)"
+        );
+        node.counters.settlement_mismatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -162,12 +178,25 @@ async fn resolve(node: &Arc<Node>, cert: EpochCertificate) {
     for peer in net.state.connected_peers() {
         if let Ok(Response::Epoch { settlement: Some(s), .. }) = net.request(peer, Request::GetEpoch { epoch }).await {
             if s.hash() == cert.settlement_hash {
-                tracing::error!(
-                    epoch, %peer, "SETTLEMENT MISMATCH persists after sync: applied the certified record from a peer; \
-                     our own registry still yields another hash (see /api/epoch/{epoch}/settlement)"
-                );
-                node.counters.settlement_mismatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                node.writer.certify(cert, Some(s)).await.ok();
+                match node.writer.certify(cert.clone(), Some(s)).await {
+                    Ok(Applied::Now { .. }) => {
+                        tracing::error!(
+                            epoch, %peer, "SETTLEMENT MISMATCH persists after sync: applied the certified record from a peer; \
+                             our own registry still yields another hash (see /api/epoch/{epoch}/settlement)"
+                        );
+                        node.counters.settlement_mismatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        node.anchor_wake.notify_one();
+                    }
+                    Ok(Applied::Before) => {}
+                    Ok(Applied::Conflict { tx_hash, judged_in }) => report_conflict(node, &cert, &tx_hash, judged_in),
+                    Ok(Applied::Mismatch { .. }) => {
+                        // A debit that does not fit yet: an earlier certified epoch is not applied
+                        // here. The rounds loop retries applying it (this epoch stays marked, so
+                        // no second resolve starts meanwhile).
+                        tracing::info!(epoch, "certified record fetched; it waits for an earlier epoch to be applied here");
+                    }
+                    Err(e) => tracing::error!(epoch, error = %e, "could not store a certificate"),
+                }
                 return;
             }
         }
@@ -188,11 +217,14 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }
         let now = node.clock.now_unix();
-        let current = node.spec.epoch_at(now);
-        let from = current.saturating_sub(node.history_epochs.max(2));
+        let from = rounds_floor(&node);
         let Ok(open) = node.db.get().and_then(|db| store::unfinished_settled(&db, from)) else { continue };
         let timeout = ROUND_TIMEOUT_SLOTS * node.spec.slot_seconds;
         for epoch in open {
+            // A refused record will be refused again: do not fetch it every second.
+            if node.refused.lock().expect("lock").contains(&epoch) {
+                continue;
+            }
             let round = *node.rounds.lock().expect("rounds lock").entry(epoch).or_insert(0);
             let due = node.spec.settle_at_unix(epoch) + timeout * (u64::from(round) + 1);
             if now < due || last_attempt.get(&epoch) == Some(&now) {
@@ -204,6 +236,12 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         last_attempt.retain(|e, _| *e >= from);
         node.rounds.lock().expect("rounds lock").retain(|e, _| *e >= from);
     }
+}
+
+/// The oldest epoch the rounds loop still works on (votes again, fetches certificates for): the
+/// last `history_epochs`, at least 2, before the current one.
+pub fn rounds_floor(node: &Node) -> u64 {
+    node.spec.epoch_at(node.clock.now_unix()).saturating_sub(node.history_epochs.max(2))
 }
 
 async fn next_round(node: &Arc<Node>, epoch: u64, round: u32) {

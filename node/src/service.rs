@@ -72,6 +72,9 @@ pub struct Node {
     pub rounds: Mutex<BTreeMap<u64, u32>>,
     /// Epochs whose certified hash differs from ours: epoch -> our hash.
     pub mismatches: Mutex<BTreeMap<u64, Hash32>>,
+    /// Certified epochs this node refuses to apply (`Applied::Conflict`): reported once, and not
+    /// fetched again by the rounds loop.
+    pub refused: Mutex<std::collections::BTreeSet<u64>>,
     pub counters: Counters,
     pub metrics: Metrics,
     pub tallies: Arc<Tallies>,
@@ -241,6 +244,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         is_validator,
         rounds: Mutex::new(BTreeMap::new()),
         mismatches: Mutex::new(BTreeMap::new()),
+        refused: Mutex::new(std::collections::BTreeSet::new()),
         counters: Counters::default(),
         metrics,
         tallies,

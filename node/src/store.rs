@@ -227,7 +227,7 @@ impl StoredTransfer {
     }
 
     pub fn pending(&self) -> PendingTransfer {
-        PendingTransfer { tx_hash: self.tx_hash.clone(), from: self.from.clone(), to: self.to.clone(), amount_urtc: self.amount_urtc, nonce: self.nonce }
+        PendingTransfer { tx_hash: self.tx_hash.as_str().into(), from: self.from.as_str().into(), to: self.to.as_str().into(), amount_urtc: self.amount_urtc, nonce: self.nonce }
     }
 }
 
@@ -593,7 +593,7 @@ fn pending_listed(
 /// transfer is pending until an applied settlement judges it; it counts from its earliest receipt.
 pub fn insert_transfer(w: &WriteTransaction, t: &NewTransfer) -> Result<Result<bool, Refusal>, StoreError> {
     let mut records = w.open_table(TRANSFER_RECORDS)?;
-    let tx = t.transfer.tx_hash.as_str();
+    let tx = &*t.transfer.tx_hash;
     if records.get(t.id.as_slice())?.is_some() {
         // The same wallet request twice in one slot makes the same record (signatures are deterministic).
         return Ok(match t.origin {
@@ -612,12 +612,12 @@ pub fn insert_transfer(w: &WriteTransaction, t: &NewTransfer) -> Result<Result<b
             return Ok(Err(Refusal::DuplicateTransfer(tx.to_owned())));
         }
         let outgoing = pending_listed(&w.open_table(PENDING_OUT)?, &pending, &t.transfer.from)?;
-        let applied = w.open_table(LAST_NONCES)?.get(t.transfer.from.as_str())?.map(|v| v.value());
+        let applied = w.open_table(LAST_NONCES)?.get(&*t.transfer.from)?.map(|v| v.value());
         let last = applied.max(outgoing.iter().map(|o| o.nonce).max());
         if let Some(last) = last.filter(|l| t.transfer.nonce <= *l) {
             return Ok(Err(Refusal::StaleNonce { nonce: t.transfer.nonce, last }));
         }
-        let balance = w.open_table(BALANCES)?.get(t.transfer.from.as_str())?.map_or(0, |v| v.value());
+        let balance = w.open_table(BALANCES)?.get(&*t.transfer.from)?.map_or(0, |v| v.value());
         let out = outgoing.iter().fold(0u64, |sum, o| sum.saturating_add(o.amount_urtc));
         let available = balance.saturating_sub(out);
         if t.transfer.amount_urtc > available {
@@ -628,8 +628,8 @@ pub fn insert_transfer(w: &WriteTransaction, t: &NewTransfer) -> Result<Result<b
     w.open_table(EPOCH_TRANSFERS)?.insert((t.epoch, t.id.as_slice()), cbor(&t.transfer).as_slice())?;
     if !judged && earlier.as_ref().is_none_or(|e| t.transfer.slot < e.slot) {
         pending.insert(tx, cbor(&t.transfer).as_slice())?;
-        w.open_table(PENDING_OUT)?.insert((t.transfer.from.as_str(), tx), ())?;
-        w.open_table(PENDING_IN)?.insert((t.transfer.to.as_str(), tx), ())?;
+        w.open_table(PENDING_OUT)?.insert((&*t.transfer.from, tx), ())?;
+        w.open_table(PENDING_IN)?.insert((&*t.transfer.to, tx), ())?;
     }
     Ok(Ok(true))
 }
@@ -645,14 +645,15 @@ fn transfer_input(w: &WriteTransaction, spec: &ChainSpec, epoch: u64) -> Result<
         if spec.epoch_of_slot(t.slot) > epoch {
             continue;
         }
-        if !input.accounts.contains_key(&t.from) {
-            let balance_urtc = balances.get(t.from.as_str())?.map_or(0, |v| v.value());
-            let last_nonce = nonces.get(t.from.as_str())?.map(|v| v.value());
+        if !input.accounts.contains_key(t.from.as_str()) {
+            let balance_urtc = balances.get(&*t.from)?.map_or(0, |v| v.value());
+            let last_nonce = nonces.get(&*t.from)?.map(|v| v.value());
             if balance_urtc > 0 || last_nonce.is_some() {
-                input.accounts.insert(t.from.clone(), Account { balance_urtc, last_nonce });
+                input.accounts.insert(t.from.as_str().into(), Account { balance_urtc, last_nonce });
             }
         }
-        input.pending.insert(t.tx_hash.clone(), t.pending());
+        let p = t.pending();
+        input.pending.insert(p.tx_hash.clone(), p);
     }
     Ok(input)
 }
@@ -750,6 +751,10 @@ pub enum Applied {
     /// The certificate is stored, but this node's settlement has another hash (or none): nothing
     /// was credited. `ours` is the local hash, if any.
     Mismatch { ours: Option<Hash32> },
+    /// The certified record judges a transfer that an applied settlement of another epoch judged
+    /// too: crediting it would judge the transfer twice. Nothing was credited. Only an epoch
+    /// settled before the one before it was certified can cause this (PROTOCOL.md §12, Chaining).
+    Conflict { tx_hash: String, judged_in: u64 },
 }
 
 /// Store `cert` (already verified) and, if the settlement with its hash is at hand (`offered`, e.g.
@@ -776,15 +781,27 @@ pub fn apply_certificate(w: &WriteTransaction, cert: &EpochCertificate, offered:
         (_, Some(l)) if l.hash() == cert.settlement_hash => l.clone(),
         _ => return Ok(Applied::Mismatch { ours: local.map(|l| l.hash()) }),
     };
+    // One settlement judges a transfer, once.
+    {
+        let judged = w.open_table(JUDGED)?;
+        for t in &chosen.transfers {
+            if let Some(v) = judged.get(&*t.tx_hash)? {
+                let earlier: JudgedTransfer = uncbor(v.value(), "judged transfer")?;
+                if earlier.epoch != epoch {
+                    return Ok(Applied::Conflict { tx_hash: t.tx_hash.to_string(), judged_in: earlier.epoch });
+                }
+            }
+        }
+    }
     let mut balances = w.open_table(BALANCES)?;
     // Balances after the epoch; a debit that does not fit means an earlier epoch's settlement is
     // not applied here yet (certificates arrived out of order): wait for it, credit nothing now.
     let changes = chosen.balance_changes();
     let mut after = Vec::with_capacity(changes.len());
     for c in &changes {
-        let before = balances.get(c.address.as_str())?.map_or(0, |v| v.value());
+        let before = balances.get(&*c.address)?.map_or(0, |v| v.value());
         match before.checked_add(c.credit_urtc).and_then(|b| b.checked_sub(c.debit_urtc)) {
-            Some(b) => after.push((c.address.as_str(), b)),
+            Some(b) => after.push((&*c.address, b)),
             None => return Ok(Applied::Mismatch { ours: local.map(|l| l.hash()) }),
         }
     }
@@ -808,19 +825,21 @@ pub fn apply_certificate(w: &WriteTransaction, cert: &EpochCertificate, offered:
     let mut pending_in = w.open_table(PENDING_IN)?;
     let mut nonces = w.open_table(LAST_NONCES)?;
     for t in &chosen.transfers {
-        let stored = match pending.remove(t.tx_hash.as_str())? {
+        let stored = match pending.remove(&*t.tx_hash)? {
             Some(v) => uncbor::<StoredTransfer>(v.value(), "pending transfer")?,
             // Judged by a settlement taken from a peer before this node saw the transfer.
-            None => StoredTransfer { tx_hash: t.tx_hash.clone(), from: t.from.clone(), to: t.to.clone(), amount_urtc: t.amount_urtc, nonce: t.nonce, slot: 0, memo: String::new() },
+            None => StoredTransfer { tx_hash: t.tx_hash.to_string(), from: t.from.to_string(), to: t.to.to_string(), amount_urtc: t.amount_urtc, nonce: t.nonce, slot: 0, memo: String::new() },
         };
-        pending_out.remove((t.from.as_str(), t.tx_hash.as_str()))?;
-        pending_in.remove((t.to.as_str(), t.tx_hash.as_str()))?;
-        judged.insert(t.tx_hash.as_str(), cbor(&JudgedTransfer { epoch, result: t.result, transfer: stored }).as_slice())?;
+        pending_out.remove((&*t.from, &*t.tx_hash))?;
+        pending_in.remove((&*t.to, &*t.tx_hash))?;
+        judged.insert(&*t.tx_hash, cbor(&JudgedTransfer { epoch, result: t.result, transfer: stored }).as_slice())?;
         if t.result == TransferResult::Applied {
-            nonces.insert(t.from.as_str(), t.nonce)?;
-            let tx_hash = Some(t.tx_hash.clone());
-            entries.push(LedgerEntry { epoch, wallet: t.from.clone(), amount_urtc: t.amount_urtc, kind: "transfer_out".into(), tx_hash: tx_hash.clone(), counterparty: Some(t.to.clone()) });
-            entries.push(LedgerEntry { epoch, wallet: t.to.clone(), amount_urtc: t.amount_urtc, kind: "transfer_in".into(), tx_hash, counterparty: Some(t.from.clone()) });
+            // Certified epochs may be applied out of order here: a last nonce only moves up.
+            let last = nonces.get(&*t.from)?.map(|v| v.value());
+            nonces.insert(&*t.from, last.map_or(t.nonce, |n| n.max(t.nonce)))?;
+            let tx_hash = Some(t.tx_hash.to_string());
+            entries.push(LedgerEntry { epoch, wallet: t.from.to_string(), amount_urtc: t.amount_urtc, kind: "transfer_out".into(), tx_hash: tx_hash.clone(), counterparty: Some(t.to.to_string()) });
+            entries.push(LedgerEntry { epoch, wallet: t.to.to_string(), amount_urtc: t.amount_urtc, kind: "transfer_in".into(), tx_hash, counterparty: Some(t.from.to_string()) });
         }
     }
     for entry in entries {
@@ -1485,6 +1504,54 @@ mod tests {
         assert_eq!((again.hash(), changed), (settled.hash(), false), "the final settlement stays the certified one");
         assert_eq!(settlement(&db, 3).unwrap().unwrap().hash(), settled.hash());
         assert!(check_consistency(&db, Some(&spec)).unwrap().problems.is_empty());
+    }
+
+    /// A certified record of `epoch` built on `prev`, paying `alice` the pot and judging one
+    /// transfer `tx` of hers (1,000 uRTC to bob, `nonce`).
+    fn certified_with_transfer(spec: &ChainSpec, epoch: u64, prev: Hash32, tx: &str, nonce: u64) -> (EpochCertificate, Settlement) {
+        use protocol::settlement::{PendingTransfer, TransferInput};
+        let t = PendingTransfer { tx_hash: tx.into(), from: "alice".into(), to: "bob".into(), amount_urtc: 1_000, nonce };
+        let input = TransferInput { pending: [(t.tx_hash.clone(), t)].into_iter().collect(), accounts: BTreeMap::new() };
+        let s = settlement::settle(spec, epoch, prev, &[("alice".to_owned(), 1_000_000_000)].into_iter().collect(), &input).unwrap();
+        (EpochCertificate { epoch, round: 0, settlement_hash: s.hash(), votes: vec![] }, s)
+    }
+
+    fn bob(w: &WriteTransaction) -> Option<u64> {
+        w.open_table(BALANCES).unwrap().get("bob").unwrap().map(|v| v.value())
+    }
+
+    #[test]
+    fn certified_epochs_applied_out_of_order_add_up_and_keep_the_highest_nonce() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, db) = devnet_db(&dir);
+        let (cert3, s3) = certified_with_transfer(&spec, 3, [0; 32], "t3", 3);
+        let (cert4, s4) = certified_with_transfer(&spec, 4, cert3.settlement_hash, "t5", 5);
+        let w = db.begin_write().unwrap();
+        assert!(matches!(apply_certificate(&w, &cert4, Some(&s4)).unwrap(), Applied::Now { .. }));
+        assert!(matches!(apply_certificate(&w, &cert3, Some(&s3)).unwrap(), Applied::Now { .. }));
+        assert_eq!(bob(&w), Some(2_000));
+        assert_eq!(w.open_table(LAST_NONCES).unwrap().get("alice").unwrap().map(|v| v.value()), Some(5));
+        w.commit().unwrap();
+    }
+
+    #[test]
+    fn a_certified_record_that_judges_a_transfer_again_is_not_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, db) = devnet_db(&dir);
+        let (cert3, s3) = certified_with_transfer(&spec, 3, [0; 32], "t1", 1);
+        // Settled by a quorum that never saw 3's certificate: t1 is judged in 4 as well.
+        let (cert4, s4) = certified_with_transfer(&spec, 4, [0; 32], "t1", 1);
+        let w = db.begin_write().unwrap();
+        assert!(matches!(apply_certificate(&w, &cert3, Some(&s3)).unwrap(), Applied::Now { .. }));
+        assert_eq!(bob(&w), Some(1_000));
+        assert_eq!(apply_certificate(&w, &cert4, Some(&s4)).unwrap(), Applied::Conflict { tx_hash: "t1".into(), judged_in: 3 });
+        assert!(!is_applied_in(&w, 4));
+        assert_eq!(bob(&w), Some(1_000), "bob is not paid twice");
+        w.commit().unwrap();
+    }
+
+    fn is_applied_in(w: &WriteTransaction, epoch: u64) -> bool {
+        w.open_table(APPLIED).unwrap().get(epoch).unwrap().is_some()
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Miner, TestNode, attest_in_one_epoch, balance, certified, init_testnet, start_testnet};
+use common::{Miner, TestNode, attest_in_one_epoch, balance, certified, epoch_now, init_testnet, start_testnet};
 use protocol::crypto::Keypair;
 use protocol::transfer::TransferOrder;
 use serde_json::Value;
@@ -26,24 +26,29 @@ fn judged(node: &TestNode, tx: &str, secs: u64) -> Value {
     node.wait_until(&format!("/wallet/tx/{tx}"), secs, "transfer judged", |v| v["status"] == "confirmed" || v["status"] == "rejected")
 }
 
+/// A wallet whose key the test holds (an RTC address from `seed`) earns one epoch's pot through a
+/// miner named `miner_id`; returns the key and the reward, once every node has credited it.
+fn funded_sender(nodes: &[TestNode], seed: u8, miner_id: &str) -> (Keypair, u64) {
+    let sender = Keypair::from_seed(&[seed; 32]);
+    let mut miner = Miner::new(seed.wrapping_sub(7), "placeholder", "G4", "");
+    miner.wallet = sender.address();
+    miner.miner_id = miner_id.into();
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let epoch = attest_in_one_epoch(&refs, &[miner]);
+    let reward = certified(&nodes[0], epoch, 40)["record"]["distributed_urtc"].as_u64().unwrap();
+    for n in nodes {
+        certified(n, epoch, 40);
+        n.wait_until(&format!("/wallet/balance?address={}", sender.address()), 20, "reward credited", |v| v["amount_i64"].as_u64() == Some(reward));
+    }
+    (sender, reward)
+}
+
 #[test]
 fn a_transfer_confirms_everywhere_and_a_double_spend_is_never_paid_twice() {
     let dir = tempfile::tempdir().unwrap();
     init_testnet(dir.path(), 4, 0);
     let nodes = start_testnet(dir.path(), &[0, 1, 2, 3]);
-    let refs: Vec<&TestNode> = nodes.iter().collect();
-
-    // The sender's wallet is an RTC address whose key the test holds; it earns an epoch's pot.
-    let sender = Keypair::from_seed(&[77; 32]);
-    let mut miner = Miner::new(70, "placeholder", "G4", "");
-    miner.wallet = sender.address();
-    miner.miner_id = "xfer-box".into();
-    let epoch = attest_in_one_epoch(&refs, &[miner]);
-    let reward = certified(&nodes[0], epoch, 40)["record"]["distributed_urtc"].as_u64().unwrap();
-    for n in &nodes {
-        certified(n, epoch, 40);
-        n.wait_until(&format!("/wallet/balance?address={}", sender.address()), 20, "reward credited", |v| v["amount_i64"].as_u64() == Some(reward));
-    }
+    let (sender, reward) = funded_sender(&nodes, 77, "xfer-box");
 
     // Refusals over HTTP, before anything moves.
     let receiver = Keypair::from_seed(&[78; 32]).address();
@@ -169,4 +174,55 @@ fn wallet_cli_new_address_send_confirmed() {
     let (code, out, err) = run(&["send", "--to", &to, "--amount", "1000", "--no-wait"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(err.contains("INSUFFICIENT_BALANCE"), "{err}");
+}
+
+/// Every validator stops while a transfer is pending and comes back after its epoch should have
+/// been settled: each one then settles that epoch and the next back to back. The next one must not
+/// judge the transfer again (it waits for the previous epoch's certificate), so the transfer is
+/// judged once, in its own epoch, and every node ends with the same balances.
+#[test]
+fn a_pending_transfer_is_judged_once_when_every_validator_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    init_testnet(dir.path(), 4, 0);
+    let mut nodes = start_testnet(dir.path(), &[0, 1, 2, 3]);
+    let (sender, reward) = funded_sender(&nodes, 81, "restart-box");
+
+    // Send early in an epoch, let every node hold it, and stop them all before it is settled.
+    let receiver = Keypair::from_seed(&[82; 32]).address();
+    let tx = loop {
+        let (_, slot) = epoch_now(&nodes[0]);
+        if slot == 0 {
+            let (s, v) = nodes[0].post("/wallet/transfer/signed", &order(&receiver, 0.25, 1).sign(&sender));
+            assert_eq!(s, 200, "{v}");
+            break v["tx_hash"].as_str().unwrap().to_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    for n in &nodes {
+        n.wait_until(&format!("/wallet/tx/{tx}"), 3, "pending everywhere", |v| v["status"] == "pending");
+    }
+    for n in nodes.iter_mut() {
+        assert!(n.terminate().success());
+    }
+    // Two epochs (4 s each) go by with every validator down.
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    for n in nodes.iter_mut() {
+        n.restart();
+    }
+
+    let judged_in: Vec<u64> = nodes.iter().map(|n| {
+        let t = judged(n, &tx, 60);
+        assert_eq!(t["status"], "confirmed", "{} {t}", n.url);
+        t["epoch"].as_u64().unwrap()
+    }).collect();
+    assert!(judged_in.iter().all(|e| *e == judged_in[0]), "{judged_in:?}");
+    // The epoch after it is certified without the transfer.
+    for n in &nodes {
+        let next = certified(n, judged_in[0] + 1, 60);
+        let txs: Vec<&Value> = next["record"]["transfers"].as_array().unwrap().iter().map(|t| &t["tx_hash"]).collect();
+        assert!(!txs.contains(&&Value::String(tx.clone())), "judged again in the next epoch at {}: {next}", n.url);
+        assert_eq!(balance(n, &receiver), 250_000, "{}", n.url);
+        assert_eq!(balance(n, &sender.address()), reward - 250_000, "{}", n.url);
+        assert!(!n.log_text().contains("NOT APPLIED"), "{} refused a certified record", n.url);
+    }
 }
