@@ -14,8 +14,27 @@ use serde_json::{Value, json};
 
 pub const ADMIN_KEY: &str = "test-admin-secret";
 
+/// A port for a test node to listen on, never handed out twice in this test process.
+///
+/// Ports come from 20000..32000, below the kernel's ephemeral range (32768..), so no port-0 bind
+/// and no outgoing connection's source port can take one between a node's stop and its restart on
+/// the same port (a test that restarts a node while others run in parallel used to fail with
+/// "Address already in use" when the kernel gave the freed port to someone else).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Each test process starts at its own offset, so test binaries run one after another (or a
+    // leftover node) do not walk the same ports.
+    let _ = NEXT.compare_exchange(u32::MAX, (std::process::id() * 7919) % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 pub struct TestNode {
