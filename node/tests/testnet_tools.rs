@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Command, Output};
 
 use common::TestNode;
@@ -18,21 +17,12 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// A free port whose successor is free too (`testnet init` numbers p2p ports base + i).
-fn two_free_ports() -> u16 {
-    loop {
-        let p = common::free_port();
-        if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-}
-
 #[test]
 fn simulated_miners_reach_every_node_and_the_check_proves_it() {
     let dir = tempfile::tempdir().unwrap();
     let net = dir.path().join("net");
-    let p2p = two_free_ports();
+    // `testnet init` numbers p2p ports base + i.
+    let p2p = common::free_ports(2);
     let init = rustchain(&[
         "testnet", "init", "--out", net.to_str().unwrap(), "--validators", "1", "--relays", "1", "--spec-bootnodes",
         "--base-p2p-port", &p2p.to_string(), "--genesis-delay", "1", "--slot-seconds", "1", "--slots-per-epoch", "4",

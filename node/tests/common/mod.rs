@@ -21,20 +21,25 @@ pub const ADMIN_KEY: &str = "test-admin-secret";
 /// the same port (a test that restarts a node while others run in parallel used to fail with
 /// "Address already in use" when the kernel gave the freed port to someone else).
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// `n` consecutive free ports (the first returned), reserved like [`free_port`]'s.
+pub fn free_ports(n: u32) -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOW: u32 = 20_000;
     const SPAN: u32 = 12_000;
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     // Each test process starts at its own offset, so test binaries run one after another (or a
     // leftover node) do not walk the same ports.
-    let _ = NEXT.compare_exchange(u32::MAX, (std::process::id() * 7919) % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id().wrapping_mul(7919) % SPAN, Ordering::SeqCst, Ordering::SeqCst);
     for _ in 0..SPAN {
-        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        let start = NEXT.fetch_add(n, Ordering::SeqCst) % SPAN;
+        if start + n <= SPAN && (LOW + start..LOW + start + n).all(|p| TcpListener::bind(("127.0.0.1", p as u16)).is_ok()) {
+            return (LOW + start) as u16;
         }
     }
-    panic!("no free port in {LOW}..{}", LOW + SPAN);
+    panic!("no {n} free ports in {LOW}..{}", LOW + SPAN);
 }
 
 pub struct TestNode {
