@@ -42,7 +42,7 @@ async fn wait_for_previous(node: &Node, previous: u64, settled_at: Instant, stop
 
 pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let last = match node.db.get() {
-        Ok(db) => store::last_settled(&db),
+        Ok(db) => store::resume_epoch(&db),
         Err(e) => Err(e),
     };
     let mut next = match last {
@@ -80,7 +80,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                         return;
                     }
                 }
-                match node.writer.settle(next).await {
+                match node.writer.settle_in_order(next).await {
                     Ok((s, new)) => {
                         if new && (!s.entries.is_empty() || behind == 1) {
                             tracing::info!(

@@ -975,6 +975,27 @@ pub fn last_settled(db: &Database) -> Result<Option<u64>, StoreError> {
     Ok(t.last()?.map(|(k, _)| k.value()))
 }
 
+/// Record that the epoch manager settled every epoch through `epoch` (it settles in order).
+pub fn mark_settled_through(w: &WriteTransaction, epoch: u64) -> Result<(), StoreError> {
+    let mut meta = w.open_table(META)?;
+    let through = meta.get("settled_through")?.and_then(|v| be_u64(v.value()));
+    if through.is_none_or(|t| t < epoch) {
+        meta.insert("settled_through", epoch.to_be_bytes().as_slice())?;
+    }
+    Ok(())
+}
+
+/// The newest epoch the epoch manager settled here, where it resumes (+ 1) after a restart. Not
+/// the newest settlement stored: a later epoch's certified record applied from a peer before
+/// this node settled the ones in between must not make it skip them. A database written before
+/// this was recorded falls back to the newest settlement.
+pub fn resume_epoch(db: &Database) -> Result<Option<u64>, StoreError> {
+    match meta_bytes(&db.begin_read()?, "settled_through")? {
+        Some(v) => Ok(Some(be_u64(&v).ok_or(StoreError::Corrupt("settled_through"))?)),
+        None => last_settled(db),
+    }
+}
+
 pub fn ledger_for_epoch(db: &Database, epoch: u64) -> Result<Vec<LedgerEntry>, StoreError> {
     let r = db.begin_read()?;
     let t = r.open_table(LEDGER)?;
@@ -1548,6 +1569,29 @@ mod tests {
         assert!(!is_applied_in(&w, 4));
         assert_eq!(bob(&w), Some(1_000), "bob is not paid twice");
         w.commit().unwrap();
+    }
+
+    #[test]
+    fn the_epoch_manager_resumes_after_its_own_progress_not_after_a_record_applied_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, db) = devnet_db(&dir);
+        let w = db.begin_write().unwrap();
+        settle_epoch(&w, &spec, 3).unwrap();
+        w.commit().unwrap();
+        assert_eq!(resume_epoch(&db).unwrap(), Some(3), "a database without the mark resumes after its newest settlement");
+        let w = db.begin_write().unwrap();
+        mark_settled_through(&w, 3).unwrap();
+        // Epoch 5's certified record arrives from a peer before this node settled 4.
+        let (cert5, s5) = certified_with_transfer(&spec, 5, [0; 32], "t1", 1);
+        assert!(matches!(apply_certificate(&w, &cert5, Some(&s5)).unwrap(), Applied::Now { .. }));
+        w.commit().unwrap();
+        assert_eq!(last_settled(&db).unwrap(), Some(5));
+        assert_eq!(resume_epoch(&db).unwrap(), Some(3), "epoch 4 is still to settle here");
+        let w = db.begin_write().unwrap();
+        mark_settled_through(&w, 4).unwrap();
+        mark_settled_through(&w, 2).unwrap();
+        w.commit().unwrap();
+        assert_eq!(resume_epoch(&db).unwrap(), Some(4), "the mark only moves up");
     }
 
     fn is_applied_in(w: &WriteTransaction, epoch: u64) -> bool {

@@ -25,7 +25,9 @@ pub const MAX_BATCH: usize = 512;
 pub enum WriteOp {
     Attest(Box<NewAttestation>, oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>),
     Transfer(Box<NewTransfer>, oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>),
-    Settle(u64, oneshot::Sender<Result<(Settlement, bool), WriteFailed>>),
+    /// Settle an epoch; `in_order` when the epoch manager settles it as the next one, which
+    /// records how far it got (where it resumes after a restart).
+    Settle { epoch: u64, in_order: bool, reply: oneshot::Sender<Result<(Settlement, bool), WriteFailed>> },
     Vote(Box<Vote>, oneshot::Sender<Result<VoteOutcome, WriteFailed>>),
     Certify(Box<(EpochCertificate, Option<Settlement>)>, oneshot::Sender<Result<Applied, WriteFailed>>),
     RecordAnchor(u64, Box<AnchorRecord>, oneshot::Sender<Result<(), WriteFailed>>),
@@ -149,9 +151,20 @@ impl Writer {
         rx.await.map_err(|_| WriteFailed("the write was not completed (storage failure or shutdown)".into()))?
     }
 
+    /// Settle `epoch` (again) out of the epoch manager's order: a recompute, a manual settlement.
     pub async fn settle(&self, epoch: u64) -> Result<(Settlement, bool), WriteFailed> {
+        self.settle_op(epoch, false).await
+    }
+
+    /// Settle `epoch` as the epoch manager's next one, and record that every epoch through it
+    /// was settled here ([`store::resume_epoch`]).
+    pub async fn settle_in_order(&self, epoch: u64) -> Result<(Settlement, bool), WriteFailed> {
+        self.settle_op(epoch, true).await
+    }
+
+    async fn settle_op(&self, epoch: u64, in_order: bool) -> Result<(Settlement, bool), WriteFailed> {
         let (reply, rx) = oneshot::channel();
-        self.send(WriteOp::Settle(epoch, reply)).await?;
+        self.send(WriteOp::Settle { epoch, in_order, reply }).await?;
         rx.await.map_err(|_| WriteFailed("the write was not completed (storage failure or shutdown)".into()))?
     }
 
@@ -244,8 +257,11 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
                     let outcome = store::insert_transfer(&w, &t)?;
                     pending.push(Pending::Transfer(reply, outcome));
                 }
-                WriteOp::Settle(epoch, reply) => {
+                WriteOp::Settle { epoch, in_order, reply } => {
                     let settled = store::settle_epoch(&w, &ctx.spec, epoch)?;
+                    if in_order {
+                        store::mark_settled_through(&w, epoch)?;
+                    }
                     pending.push(Pending::Settle(reply, settled));
                 }
                 WriteOp::Vote(v, reply) => {
@@ -317,7 +333,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
             for op in batch.drain(..) {
                 match op {
                     WriteOp::Attest(_, reply) | WriteOp::Transfer(_, reply) => drop(reply.send(Err(failed.clone()))),
-                    WriteOp::Settle(_, reply) => drop(reply.send(Err(failed.clone()))),
+                    WriteOp::Settle { reply, .. } => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Vote(_, reply) => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Certify(_, reply) => drop(reply.send(Err(failed.clone()))),
                     WriteOp::RecordAnchor(_, _, reply) => drop(reply.send(Err(failed.clone()))),
