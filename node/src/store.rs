@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 /// Version 2: settlement records of version 2 (transfers), the transfer tables.
 pub const SCHEMA_VERSION: u64 = 2;
 
-/// `schema_version`, `network_id`, `first_epoch`, `ledger_seq`.
+/// `schema_version`, `network_id`, `first_epoch`, `ledger_seq`, and `settled_through` once the epoch
+/// manager has settled an epoch ([`resume_epoch`]).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// record id -> `AttestationRecord` (CBOR).
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
@@ -986,14 +987,24 @@ pub fn mark_settled_through(w: &WriteTransaction, epoch: u64) -> Result<(), Stor
 }
 
 /// The newest epoch the epoch manager settled here, where it resumes (+ 1) after a restart. Not
-/// the newest settlement stored: a later epoch's certified record applied from a peer before
-/// this node settled the ones in between must not make it skip them. A database written before
-/// this was recorded falls back to the newest settlement.
+/// the newest settlement stored: a later epoch's certified record applied from a peer (or settled
+/// to resolve a peer's certificate) before this node settled the ones in between must not make it
+/// skip them. A database without the mark (written before it existed, or whose epoch manager has
+/// not settled anything yet) counts the unbroken run of settlements from its first epoch.
 pub fn resume_epoch(db: &Database) -> Result<Option<u64>, StoreError> {
-    match meta_bytes(&db.begin_read()?, "settled_through")? {
-        Some(v) => Ok(Some(be_u64(&v).ok_or(StoreError::Corrupt("settled_through"))?)),
-        None => last_settled(db),
+    let r = db.begin_read()?;
+    if let Some(v) = meta_bytes(&r, "settled_through")? {
+        return Ok(Some(be_u64(&v).ok_or(StoreError::Corrupt("settled_through"))?));
     }
+    let first = meta_bytes(&r, "first_epoch")?.as_deref().and_then(be_u64).ok_or(StoreError::Corrupt("first_epoch"))?;
+    let mut next = first;
+    for row in r.open_table(SETTLEMENTS)?.range(first..)? {
+        if row?.0.value() != next {
+            break;
+        }
+        next += 1;
+    }
+    Ok(next.checked_sub(1).filter(|_| next > first))
 }
 
 pub fn ledger_for_epoch(db: &Database, epoch: u64) -> Result<Vec<LedgerEntry>, StoreError> {
@@ -1576,16 +1587,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (spec, db) = devnet_db(&dir);
         let w = db.begin_write().unwrap();
-        settle_epoch(&w, &spec, 3).unwrap();
-        w.commit().unwrap();
-        assert_eq!(resume_epoch(&db).unwrap(), Some(3), "a database without the mark resumes after its newest settlement");
-        let w = db.begin_write().unwrap();
-        mark_settled_through(&w, 3).unwrap();
         // Epoch 5's certified record arrives from a peer before this node settled 4.
         let (cert5, s5) = certified_with_transfer(&spec, 5, [0; 32], "t1", 1);
         assert!(matches!(apply_certificate(&w, &cert5, Some(&s5)).unwrap(), Applied::Now { .. }));
         w.commit().unwrap();
         assert_eq!(last_settled(&db).unwrap(), Some(5));
+        assert_eq!(resume_epoch(&db).unwrap(), None, "without the mark: no settlement of the first epoch (3) yet");
+        let w = db.begin_write().unwrap();
+        settle_epoch(&w, &spec, 3).unwrap();
+        w.commit().unwrap();
+        assert_eq!(resume_epoch(&db).unwrap(), Some(3), "without the mark: the unbroken run from the first epoch");
+        let w = db.begin_write().unwrap();
+        mark_settled_through(&w, 3).unwrap();
+        w.commit().unwrap();
         assert_eq!(resume_epoch(&db).unwrap(), Some(3), "epoch 4 is still to settle here");
         let w = db.begin_write().unwrap();
         mark_settled_through(&w, 4).unwrap();

@@ -74,7 +74,7 @@ impl Tallies {
             enrolled: Mutex::new(EnrolledCounts { since: current_epoch, by_epoch: store::enrolled_counts_from(db, current_epoch)? }),
             writable: AtomicBool::new(true),
             total_balance_urtc: AtomicU64::new(stats.total_balance_urtc),
-            last_settled: AtomicI64::new(store::last_settled(db)?.map_or(-1, |e| e as i64)),
+            last_settled: AtomicI64::new(store::resume_epoch(db)?.map_or(-1, |e| e as i64)),
         })
     }
 
@@ -199,7 +199,8 @@ impl Writer {
 enum Pending {
     Attest(oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>, Result<store::Inserted, Refusal>, u64),
     Transfer(oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>, Result<bool, Refusal>),
-    Settle(oneshot::Sender<Result<(Settlement, bool), WriteFailed>>, (Settlement, bool)),
+    /// The reply, the settlement and whether it changed, and whether the epoch manager settled it in order.
+    Settle(oneshot::Sender<Result<(Settlement, bool), WriteFailed>>, (Settlement, bool), bool),
     Vote(oneshot::Sender<Result<VoteOutcome, WriteFailed>>, VoteOutcome),
     Certify(oneshot::Sender<Result<Applied, WriteFailed>>, Applied),
     Anchor(oneshot::Sender<Result<(), WriteFailed>>),
@@ -262,7 +263,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
                     if in_order {
                         store::mark_settled_through(&w, epoch)?;
                     }
-                    pending.push(Pending::Settle(reply, settled));
+                    pending.push(Pending::Settle(reply, settled, in_order));
                 }
                 WriteOp::Vote(v, reply) => {
                     let outcome = store::store_vote(&w, &v)?;
@@ -296,7 +297,9 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
             for p in &pending {
                 match p {
                     Pending::Attest(_, Ok(ins), epoch) if ins.new_enrollment => ctx.tallies.add_enrollment(*epoch),
-                    Pending::Settle(_, (s, true)) => ctx.tallies.add_settlement(s),
+                    // The epoch manager's progress: a recompute or a settlement ahead of it
+                    // (resolving a peer's certificate, an admin request) does not move it.
+                    Pending::Settle(_, (s, _), true) => ctx.tallies.add_settlement(s),
                     Pending::Certify(_, Applied::Now { distributed_urtc }) => ctx.tallies.add_credited(*distributed_urtc),
                     _ => {}
                 }
@@ -305,7 +308,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
                 match p {
                     Pending::Attest(reply, outcome, _) => drop(reply.send(Ok(outcome.map(|i| i.new)))),
                     Pending::Transfer(reply, outcome) => drop(reply.send(Ok(outcome))),
-                    Pending::Settle(reply, s) => drop(reply.send(Ok(s))),
+                    Pending::Settle(reply, s, _) => drop(reply.send(Ok(s))),
                     Pending::Vote(reply, o) => drop(reply.send(Ok(o))),
                     Pending::Certify(reply, a) => drop(reply.send(Ok(a))),
                     Pending::Anchor(reply) => drop(reply.send(Ok(()))),
@@ -323,7 +326,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
                 match p {
                     Pending::Attest(reply, ..) => drop(reply.send(Err(failed.clone()))),
                     Pending::Transfer(reply, _) => drop(reply.send(Err(failed.clone()))),
-                    Pending::Settle(reply, _) => drop(reply.send(Err(failed.clone()))),
+                    Pending::Settle(reply, ..) => drop(reply.send(Err(failed.clone()))),
                     Pending::Vote(reply, _) => drop(reply.send(Err(failed.clone()))),
                     Pending::Certify(reply, _) => drop(reply.send(Err(failed.clone()))),
                     Pending::Anchor(reply) => drop(reply.send(Err(failed.clone()))),

@@ -232,6 +232,7 @@ fn admin_refuses_missing_or_wrong_keys_and_has_its_own_limit() {
     let child = Command::new(env!("CARGO_BIN_EXE_rustchain"))
         .args(["node", "--data-dir", off.data_dir.to_str().unwrap(), "--http-addr", &format!("127.0.0.1:{}", off.port)])
         .args(["--metrics-addr", &format!("127.0.0.1:{}", common::free_port())])
+        .args(["--p2p-addr", &format!("/ip4/127.0.0.1/tcp/{}", off.p2p_port)])
         .env_remove("RUSTCHAIN_ADMIN_KEY")
         .stderr(std::fs::File::create(&off.log).unwrap())
         .spawn()
