@@ -23,6 +23,11 @@ use crate::store::{self, Applied};
 pub const ROUND_TIMEOUT_SLOTS: u64 = 3;
 /// Rounds after which a validator stops re-voting an epoch (it still accepts certificates).
 pub const MAX_ROUNDS: u32 = 16;
+/// Longest pause between the rounds loop's attempts on an epoch that makes no progress: past
+/// `MAX_ROUNDS`, or its certified record fetched but waiting for an earlier epoch. Each attempt asks
+/// every peer for the epoch, and the answer carries the whole settlement record (tens of MB with
+/// 100k transfers), so it backs off: 2, 4, ... up to this many seconds.
+const STALLED_RETRY_MAX_SECS: u64 = 32;
 
 /// Called by the epoch manager once `epoch` has a (provisional) settlement.
 pub async fn on_settled(node: &Arc<Node>, epoch: u64, s: &Settlement) {
@@ -211,6 +216,9 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_attempt: BTreeMap<u64, u64> = BTreeMap::new();
+    // Epochs whose last attempt did not advance their round: (next attempt, unix s; attempts).
+    let mut stalled: BTreeMap<u64, (u64, u32)> = BTreeMap::new();
+    let mut open_before = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -220,6 +228,11 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         let from = rounds_floor(&node);
         let Ok(open) = node.db.get().and_then(|db| store::unfinished_settled(&db, from)) else { continue };
         let timeout = ROUND_TIMEOUT_SLOTS * node.spec.slot_seconds;
+        // An epoch became final: one waiting for it may apply now, so retry the stalled ones.
+        if open.len() < open_before {
+            stalled.clear();
+        }
+        open_before = open.len();
         for epoch in open {
             // A refused record will be refused again: do not fetch it every second.
             if node.refused.lock().expect("lock").contains(&epoch) {
@@ -227,15 +240,27 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             }
             let round = *node.rounds.lock().expect("rounds lock").entry(epoch).or_insert(0);
             let due = node.spec.settle_at_unix(epoch) + timeout * (u64::from(round) + 1);
-            if now < due || last_attempt.get(&epoch) == Some(&now) {
+            if now < due || last_attempt.get(&epoch) == Some(&now) || stalled.get(&epoch).is_some_and(|(at, _)| now < *at) {
                 continue;
             }
             last_attempt.insert(epoch, now);
             next_round(&node, epoch, round).await;
+            if node.rounds.lock().expect("rounds lock").get(&epoch) == Some(&round) {
+                let tries = stalled.get(&epoch).map_or(0, |s| s.1) + 1;
+                stalled.insert(epoch, (now + stalled_retry_secs(tries), tries));
+            } else {
+                stalled.remove(&epoch);
+            }
         }
         last_attempt.retain(|e, _| *e >= from);
+        stalled.retain(|e, _| *e >= from);
         node.rounds.lock().expect("rounds lock").retain(|e, _| *e >= from);
     }
+}
+
+/// Seconds before the next attempt on an epoch whose `tries` last attempts made no progress.
+fn stalled_retry_secs(tries: u32) -> u64 {
+    (1u64 << tries.min(6)).min(STALLED_RETRY_MAX_SECS)
 }
 
 /// The oldest epoch the rounds loop still works on (votes again, fetches certificates for): the
@@ -270,4 +295,16 @@ async fn next_round(node: &Arc<Node>, epoch: u64, round: u32) {
         cast_vote(node, epoch, round + 1, s.hash()).await;
     }
     check(node, epoch).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stalled_epoch_is_retried_less_and_less_often_up_to_the_cap() {
+        let waits: Vec<u64> = (1..=8).map(stalled_retry_secs).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 32, 32, 32]);
+        assert_eq!(stalled_retry_secs(u32::MAX), STALLED_RETRY_MAX_SECS);
+    }
 }
