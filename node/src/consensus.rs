@@ -4,7 +4,7 @@
 //! difference and recomputes; if it still differs it says so loudly and applies the certified record
 //! fetched from a peer. Epochs without a certificate go to another round after a timeout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,7 +218,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let mut last_attempt: BTreeMap<u64, u64> = BTreeMap::new();
     // Epochs whose last attempt did not advance their round: (next attempt, unix s; attempts).
     let mut stalled: BTreeMap<u64, (u64, u32)> = BTreeMap::new();
-    let mut open_before = 0;
+    let mut open_before: BTreeSet<u64> = BTreeSet::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -228,11 +228,15 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         let from = rounds_floor(&node);
         let Ok(open) = node.db.get().and_then(|db| store::unfinished_settled(&db, from)) else { continue };
         let timeout = ROUND_TIMEOUT_SLOTS * node.spec.slot_seconds;
-        // An epoch became final: one waiting for it may apply now, so retry the stalled ones.
-        if open.len() < open_before {
-            stalled.clear();
+        // An epoch became final (left the open set, not below the floor): a later one waiting for it
+        // may apply now, so retry those at once (keeping their count of attempts).
+        let open_now: BTreeSet<u64> = open.iter().copied().collect();
+        if let Some(f) = open_before.iter().copied().filter(|e| *e >= from && !open_now.contains(e)).min() {
+            for (at, _) in stalled.range_mut(f + 1..).map(|(_, s)| s) {
+                *at = 0;
+            }
         }
-        open_before = open.len();
+        open_before = open_now;
         for epoch in open {
             // A refused record will be refused again: do not fetch it every second.
             if node.refused.lock().expect("lock").contains(&epoch) {
@@ -246,8 +250,9 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             last_attempt.insert(epoch, now);
             next_round(&node, epoch, round).await;
             if node.rounds.lock().expect("rounds lock").get(&epoch) == Some(&round) {
+                // From the end of the attempt: asking every peer can take longer than the wait.
                 let tries = stalled.get(&epoch).map_or(0, |s| s.1) + 1;
-                stalled.insert(epoch, (now + stalled_retry_secs(tries), tries));
+                stalled.insert(epoch, (node.clock.now_unix() + stalled_retry_secs(tries), tries));
             } else {
                 stalled.remove(&epoch);
             }
