@@ -1,8 +1,10 @@
 //! The one task that owns the libp2p swarm. Everything else talks to it through a bounded command
 //! channel (`NetHandle`) and hears from it through a bounded event channel; read-mostly state (the
 //! peer table, sync status) sits in `NetState` for the HTTP API. Inbound sync requests are answered
-//! here from the database; gossip is decoded and checked here, then handed to `relay.rs`, which
-//! reports the validation result back once the records it names are fetched and verified.
+//! from the database off this task (blocking threads, a few at a time, a bounded queue), and the
+//! answers handed back to it to send; gossip is decoded and checked here, then handed to
+//! `relay.rs`, which reports the validation result back once the records it names are fetched and
+//! verified.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,14 +14,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, ping};
 use protocol::consensus::{ValidatorKey, Vote, VoteError};
 use protocol::wire::{self, Id, InvAttestation, InvEpoch, Request, Response};
 use protocol::{ChainSpec, Hash32};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::p2p::{Behaviour, BehaviourEvent, Role};
 use crate::service::Clock;
@@ -29,6 +31,11 @@ use crate::store::{self, DbHandle};
 pub const BAN_THRESHOLD: i32 = -100;
 /// Gossip messages per peer per second beyond which the excess is dropped and penalised.
 pub const MAX_GOSSIP_PER_SECOND: u32 = 200;
+/// Sync requests answered from the database at once (each on a blocking thread).
+const ANSWERING: usize = 4;
+/// Sync requests accepted but not answered yet (waiting for one of the `ANSWERING` slots); beyond
+/// this a request is answered `BUSY` at once. libp2p already caps a connection at 64 open requests.
+const MAX_QUEUED_ANSWERS: usize = 1024;
 /// How often a node with no peer at all dials its bootnodes again.
 const REDIAL_EVERY: Duration = Duration::from_secs(5);
 
@@ -161,11 +168,17 @@ pub fn start(
     });
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
     let (ev_tx, ev_rx) = mpsc::channel(4096);
+    // Never full: at most MAX_QUEUED_ANSWERS answers are outstanding.
+    let (answered_tx, answered_rx) = mpsc::channel(MAX_QUEUED_ANSWERS);
     let task = EventLoop {
         swarm,
         state: state.clone(),
+        answer_spec: Arc::new(spec.clone()),
         spec,
         db,
+        answering: Arc::new(Semaphore::new(ANSWERING)),
+        answers_out: 0,
+        answered: answered_tx,
         role: cfg.role,
         history_epochs: cfg.history_epochs,
         att_topic,
@@ -179,7 +192,7 @@ pub fn start(
         bootnodes: cfg.bootnodes,
         metrics,
     };
-    let handle = tokio::spawn(task.run(cmd_rx, stop));
+    let handle = tokio::spawn(task.run(cmd_rx, answered_rx, stop));
     Ok((NetHandle { cmd: cmd_tx, state }, ev_rx, handle))
 }
 
@@ -187,7 +200,13 @@ struct EventLoop {
     swarm: Swarm<Behaviour>,
     state: Arc<NetState>,
     spec: ChainSpec,
+    /// The spec again, shared with the tasks that answer sync requests.
+    answer_spec: Arc<ChainSpec>,
     db: Arc<DbHandle>,
+    /// Slots for answering sync requests, the number of answers outstanding, and where they come back.
+    answering: Arc<Semaphore>,
+    answers_out: usize,
+    answered: mpsc::Sender<Answered>,
     role: Role,
     history_epochs: u64,
     att_topic: IdentTopic,
@@ -209,7 +228,7 @@ fn now_unix() -> u64 {
 }
 
 impl EventLoop {
-    async fn run(mut self, mut cmds: mpsc::Receiver<Command>, mut stop: watch::Receiver<bool>) {
+    async fn run(mut self, mut cmds: mpsc::Receiver<Command>, mut answered: mpsc::Receiver<Answered>, mut stop: watch::Receiver<bool>) {
         let mut maintenance = tokio::time::interval(Duration::from_secs(30));
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut redial = tokio::time::interval(REDIAL_EVERY);
@@ -218,6 +237,7 @@ impl EventLoop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 Some(c) = cmds.recv() => self.on_command(c),
+                Some(a) = answered.recv() => self.on_answered(a),
                 _ = maintenance.tick() => self.maintain(),
                 _ = redial.tick() => self.redial_if_alone(),
                 _ = stop.wait_for(|s| *s) => break,
@@ -485,12 +505,7 @@ impl EventLoop {
                         p.messages_received += 1;
                         p.last_seen = now_unix();
                     });
-                    let (response, abuse) = answer(&self.db, &self.spec, self.role, self.history_epochs, request);
-                    if let Some(reason) = abuse {
-                        self.penalize(peer, 10, reason);
-                    }
-                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
-                    self.peer_mut(&peer, |p| p.messages_sent += 1);
+                    self.answer_later(peer, request, channel);
                 }
                 request_response::Message::Response { request_id, response } => {
                     self.peer_mut(&peer, |p| p.messages_received += 1);
@@ -513,6 +528,48 @@ impl EventLoop {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+}
+
+/// A sync request answered off the swarm task, on its way back to be sent.
+struct Answered {
+    peer: PeerId,
+    channel: ResponseChannel<Response>,
+    response: Response,
+    abuse: Option<&'static str>,
+}
+
+impl EventLoop {
+    /// Answer `request` on a blocking thread (a large settlement record takes a while to read and
+    /// decode, and gossip must not wait for it); a full queue answers `BUSY` now.
+    fn answer_later(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+        if self.answers_out >= MAX_QUEUED_ANSWERS {
+            tracing::debug!(%peer, "too many sync requests waiting; answered BUSY");
+            let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Error { code: "BUSY".to_owned() });
+            return;
+        }
+        self.answers_out += 1;
+        let (db, spec, role, history_epochs) = (self.db.clone(), self.answer_spec.clone(), self.role, self.history_epochs);
+        let (slots, back) = (self.answering.clone(), self.answered.clone());
+        tokio::spawn(async move {
+            // The semaphore is never closed; if it were, answer without a slot rather than never.
+            let _slot = slots.acquire_owned().await.ok();
+            let answered = tokio::task::spawn_blocking(move || answer(&db, &spec, role, history_epochs, request)).await;
+            let (response, abuse) = answered.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "answering a sync request failed");
+                (Response::Error { code: "UNAVAILABLE".to_owned() }, None)
+            });
+            let _ = back.send(Answered { peer, channel, response, abuse }).await;
+        });
+    }
+
+    fn on_answered(&mut self, a: Answered) {
+        self.answers_out -= 1;
+        if let Some(reason) = a.abuse {
+            self.penalize(a.peer, 10, reason);
+        }
+        let _ = self.swarm.behaviour_mut().sync.send_response(a.channel, a.response);
+        self.peer_mut(&a.peer, |p| p.messages_sent += 1);
     }
 }
 
