@@ -33,9 +33,11 @@ pub const BAN_THRESHOLD: i32 = -100;
 pub const MAX_GOSSIP_PER_SECOND: u32 = 200;
 /// Sync requests answered from the database at once (each on a blocking thread).
 const ANSWERING: usize = 4;
-/// Sync requests accepted but not answered yet (waiting for one of the `ANSWERING` slots); beyond
-/// this a request is answered `BUSY` at once. libp2p already caps a connection at 64 open requests.
+/// Sync requests accepted and not answered yet (waiting for a slot, being read, or on their way
+/// back), in all and per peer; beyond either a request is answered `BUSY` at once. A request
+/// still waiting when its requester's 20 s timeout closes it is dropped unread.
 const MAX_QUEUED_ANSWERS: usize = 1024;
+const MAX_QUEUED_ANSWERS_PER_PEER: usize = 32;
 /// How often a node with no peer at all dials its bootnodes again.
 const REDIAL_EVERY: Duration = Duration::from_secs(5);
 
@@ -177,7 +179,7 @@ pub fn start(
         spec,
         db,
         answering: Arc::new(Semaphore::new(ANSWERING)),
-        answers_out: 0,
+        answers_out: HashMap::new(),
         answered: answered_tx,
         role: cfg.role,
         history_epochs: cfg.history_epochs,
@@ -203,9 +205,9 @@ struct EventLoop {
     /// The spec again, shared with the tasks that answer sync requests.
     answer_spec: Arc<ChainSpec>,
     db: Arc<DbHandle>,
-    /// Slots for answering sync requests, the number of answers outstanding, and where they come back.
+    /// Slots for answering sync requests, the answers outstanding per peer, and where they come back.
     answering: Arc<Semaphore>,
-    answers_out: usize,
+    answers_out: HashMap<PeerId, usize>,
     answered: mpsc::Sender<Answered>,
     role: Role,
     history_epochs: u64,
@@ -535,60 +537,94 @@ impl EventLoop {
 struct Answered {
     peer: PeerId,
     channel: ResponseChannel<Response>,
-    response: Response,
-    abuse: Option<&'static str>,
+    /// None: not read, nobody was waiting for it.
+    response: Option<Response>,
 }
 
 impl EventLoop {
     /// Answer `request` on a blocking thread (a large settlement record takes a while to read and
-    /// decode, and gossip must not wait for it); a full queue answers `BUSY` now.
+    /// decode, and gossip must not wait for it). An abusive request is refused and penalised now;
+    /// a full queue answers `BUSY` now.
     fn answer_later(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
-        if self.answers_out >= MAX_QUEUED_ANSWERS {
-            tracing::debug!(%peer, "too many sync requests waiting; answered BUSY");
-            let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Error { code: "BUSY".to_owned() });
+        if let Some((response, reason)) = refuse(&request) {
+            self.penalize(peer, 10, reason);
+            self.respond(peer, channel, response);
             return;
         }
-        self.answers_out += 1;
+        let mine = self.answers_out.get(&peer).copied().unwrap_or(0);
+        if mine >= MAX_QUEUED_ANSWERS_PER_PEER || self.answers_out.values().sum::<usize>() >= MAX_QUEUED_ANSWERS {
+            tracing::debug!(%peer, "too many sync requests waiting; answered BUSY");
+            self.respond(peer, channel, Response::Error { code: "BUSY".to_owned() });
+            return;
+        }
+        self.answers_out.insert(peer, mine + 1);
         let (db, spec, role, history_epochs) = (self.db.clone(), self.answer_spec.clone(), self.role, self.history_epochs);
         let (slots, back) = (self.answering.clone(), self.answered.clone());
         tokio::spawn(async move {
-            // The semaphore is never closed; if it were, answer without a slot rather than never.
-            let _slot = slots.acquire_owned().await.ok();
-            let answered = tokio::task::spawn_blocking(move || answer(&db, &spec, role, history_epochs, request)).await;
-            let (response, abuse) = answered.unwrap_or_else(|e| {
-                tracing::error!(error = %e, "answering a sync request failed");
-                (Response::Error { code: "UNAVAILABLE".to_owned() }, None)
-            });
-            let _ = back.send(Answered { peer, channel, response, abuse }).await;
+            let slot = slots.acquire_owned().await;
+            // Nobody to answer any more (the requester timed out, or the node is stopping): skip the read.
+            let response = if slot.is_err() || !channel.is_open() || back.is_closed() {
+                None
+            } else {
+                match tokio::task::spawn_blocking(move || answer(&db, &spec, role, history_epochs, request)).await {
+                    Ok(response) => Some(response),
+                    Err(e) => {
+                        tracing::error!(error = %e, "answering a sync request failed");
+                        Some(Response::Error { code: "UNAVAILABLE".to_owned() })
+                    }
+                }
+            };
+            drop(slot);
+            let _ = back.send(Answered { peer, channel, response }).await;
         });
     }
 
     fn on_answered(&mut self, a: Answered) {
-        self.answers_out -= 1;
-        if let Some(reason) = a.abuse {
-            self.penalize(a.peer, 10, reason);
+        if let Some(n) = self.answers_out.get_mut(&a.peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.answers_out.remove(&a.peer);
+            }
         }
-        let _ = self.swarm.behaviour_mut().sync.send_response(a.channel, a.response);
-        self.peer_mut(&a.peer, |p| p.messages_sent += 1);
+        if let Some(response) = a.response {
+            self.respond(a.peer, a.channel, response);
+        }
+    }
+
+    fn respond(&mut self, peer: PeerId, channel: ResponseChannel<Response>, response: Response) {
+        let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+        self.peer_mut(&peer, |p| p.messages_sent += 1);
     }
 }
 
-/// Answer a sync request from the database. Returns the response and, if the request itself was
-/// abusive, why.
-pub fn answer(db: &DbHandle, spec: &ChainSpec, role: Role, history_epochs: u64, req: Request) -> (Response, Option<&'static str>) {
+/// A request refused without reading anything, and why it is abusive.
+fn refuse(req: &Request) -> Option<(Response, &'static str)> {
+    let error = |code: &str| Response::Error { code: code.to_owned() };
+    match req {
+        Request::GetAttestations { ids } if ids.len() > wire::MAX_IDS_PER_MESSAGE => {
+            Some((error("TOO_MANY_IDS"), "GetAttestations with too many ids"))
+        }
+        Request::BucketIds { buckets, .. } if buckets.len() > crdt::BUCKETS => Some((error("TOO_MANY_BUCKETS"), "BucketIds with too many buckets")),
+        Request::SyncPage { from_epoch, to_epoch, .. } if from_epoch > to_epoch => Some((error("BAD_RANGE"), "SyncPage with an empty range")),
+        _ => None,
+    }
+}
+
+/// Answer a sync request from the database (an abusive one was refused by [`refuse`] before).
+pub fn answer(db: &DbHandle, spec: &ChainSpec, role: Role, history_epochs: u64, req: Request) -> Response {
+    if let Some((refused, _)) = refuse(&req) {
+        return refused;
+    }
     let error = |code: &str| Response::Error { code: code.to_owned() };
     let db = match db.get() {
         Ok(db) => db,
-        Err(_) => return (error("UNAVAILABLE"), None),
+        Err(_) => return error("UNAVAILABLE"),
     };
     let db = &*db;
     let current = spec.epoch_at(now_unix());
     let oldest_served = if role == Role::Archive { 0 } else { current.saturating_sub(history_epochs) };
     let result = match req {
         Request::GetAttestations { ids } => {
-            if ids.len() > wire::MAX_IDS_PER_MESSAGE {
-                return (error("TOO_MANY_IDS"), Some("GetAttestations with too many ids"));
-            }
             let ids: Vec<Hash32> = ids.into_iter().map(|i| i.0).collect();
             store::records_by_ids(db, &ids, wire::MAX_RECORDS_PER_RESPONSE, wire::MAX_PAGE_BYTES - 4096)
                 .map(|(records, transfers)| Response::Attestations { records, transfers })
@@ -602,9 +638,6 @@ pub fn answer(db: &DbHandle, spec: &ChainSpec, role: Role, history_epochs: u64, 
             records: d.count,
         }),
         Request::BucketIds { epoch, buckets } => {
-            if buckets.len() > crdt::BUCKETS {
-                return (error("TOO_MANY_BUCKETS"), Some("BucketIds with too many buckets"));
-            }
             let mut buckets = buckets;
             buckets.sort_unstable();
             store::epoch_ids(db, epoch).map(|ids| {
@@ -618,11 +651,8 @@ pub fn answer(db: &DbHandle, spec: &ChainSpec, role: Role, history_epochs: u64, 
             })
         }
         Request::SyncPage { from_epoch, to_epoch, after, limit } => {
-            if from_epoch > to_epoch {
-                return (error("BAD_RANGE"), Some("SyncPage with an empty range"));
-            }
             if from_epoch < oldest_served {
-                return (error("OUT_OF_HISTORY"), None);
+                return error("OUT_OF_HISTORY");
             }
             let limit = (limit as usize).clamp(1, wire::MAX_IDS_PER_PAGE);
             store::epoch_ids_page(db, from_epoch, to_epoch, after.map(|(e, id)| (e, id.0)), limit).map(|(ids, next)| {
@@ -631,10 +661,36 @@ pub fn answer(db: &DbHandle, spec: &ChainSpec, role: Role, history_epochs: u64, 
         }
     };
     match result {
-        Ok(r) => (r, None),
+        Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot answer a sync request");
-            (error("UNAVAILABLE"), None)
+            error("UNAVAILABLE")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(r: Option<(Response, &'static str)>) -> Option<String> {
+        r.map(|(resp, _)| match resp {
+            Response::Error { code } => code,
+            _ => "not an error".to_owned(),
+        })
+    }
+
+    #[test]
+    fn abusive_sync_requests_are_refused_before_any_read_and_fair_ones_are_not() {
+        let ids = |n: usize| Request::GetAttestations { ids: vec![Id([1; 32]); n] };
+        assert_eq!(code(refuse(&ids(wire::MAX_IDS_PER_MESSAGE + 1))).as_deref(), Some("TOO_MANY_IDS"));
+        assert_eq!(code(refuse(&ids(wire::MAX_IDS_PER_MESSAGE))), None);
+        let buckets = |n: usize| Request::BucketIds { epoch: 1, buckets: vec![0; n] };
+        assert_eq!(code(refuse(&buckets(crdt::BUCKETS + 1))).as_deref(), Some("TOO_MANY_BUCKETS"));
+        assert_eq!(code(refuse(&buckets(crdt::BUCKETS))), None);
+        let page = |from_epoch, to_epoch| Request::SyncPage { from_epoch, to_epoch, after: None, limit: 10 };
+        assert_eq!(code(refuse(&page(5, 4))).as_deref(), Some("BAD_RANGE"));
+        assert_eq!(code(refuse(&page(4, 4))), None);
+        assert_eq!(code(refuse(&Request::GetEpoch { epoch: 7 })), None);
     }
 }
