@@ -610,11 +610,8 @@ fn refuse(req: &Request) -> Option<(Response, &'static str)> {
     }
 }
 
-/// Answer a sync request from the database (an abusive one was refused by [`refuse`] before).
-pub fn answer(db: &DbHandle, spec: &ChainSpec, role: Role, history_epochs: u64, req: Request) -> Response {
-    if let Some((refused, _)) = refuse(&req) {
-        return refused;
-    }
+/// Answer a sync request from the database; [`refuse`] has passed it.
+fn answer(db: &DbHandle, spec: &ChainSpec, role: Role, history_epochs: u64, req: Request) -> Response {
     let error = |code: &str| Response::Error { code: code.to_owned() };
     let db = match db.get() {
         Ok(db) => db,
