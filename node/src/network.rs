@@ -175,8 +175,7 @@ pub fn start(
     let task = EventLoop {
         swarm,
         state: state.clone(),
-        answer_spec: Arc::new(spec.clone()),
-        spec,
+        spec: Arc::new(spec),
         db,
         answering: Arc::new(Semaphore::new(ANSWERING)),
         answers_out: HashMap::new(),
@@ -201,9 +200,8 @@ pub fn start(
 struct EventLoop {
     swarm: Swarm<Behaviour>,
     state: Arc<NetState>,
-    spec: ChainSpec,
-    /// The spec again, shared with the tasks that answer sync requests.
-    answer_spec: Arc<ChainSpec>,
+    /// Shared with the tasks that answer sync requests.
+    spec: Arc<ChainSpec>,
     db: Arc<DbHandle>,
     /// Slots for answering sync requests, the answers outstanding per peer, and where they come back.
     answering: Arc<Semaphore>,
@@ -558,7 +556,7 @@ impl EventLoop {
             return;
         }
         self.answers_out.insert(peer, mine + 1);
-        let (db, spec, role, history_epochs) = (self.db.clone(), self.answer_spec.clone(), self.role, self.history_epochs);
+        let (db, spec, role, history_epochs) = (self.db.clone(), self.spec.clone(), self.role, self.history_epochs);
         let (slots, back) = (self.answering.clone(), self.answered.clone());
         tokio::spawn(async move {
             let slot = slots.acquire_owned().await;
