@@ -996,7 +996,7 @@ pub fn resume_epoch(db: &Database) -> Result<Option<u64>, StoreError> {
     if let Some(v) = meta_bytes(&r, "settled_through")? {
         return Ok(Some(be_u64(&v).ok_or(StoreError::Corrupt("settled_through"))?));
     }
-    let first = meta_bytes(&r, "first_epoch")?.as_deref().and_then(be_u64).ok_or(StoreError::Corrupt("first_epoch"))?;
+    let first = first_epoch(db)?;
     let mut next = first;
     for row in r.open_table(SETTLEMENTS)?.range(first..)? {
         if row?.0.value() != next {
