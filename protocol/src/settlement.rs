@@ -330,6 +330,7 @@ pub fn settle(
         transfer_changes,
     })
 }
+
 /// The state settlements build on, as a model: every account and the transfers already judged. The
 /// node keeps the same state in its database (`node/src/store.rs`); the property tests use this.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
