@@ -60,6 +60,9 @@ def canonical(record):
     for c in record["transfer_changes"]:
         changes += fields([("address", text(c["address"])), ("credit_urtc", uint(c["credit_urtc"])),
                            ("debit_urtc", uint(c["debit_urtc"]))])
+    bindings = head(4, len(record["bindings"]))
+    for b in record["bindings"]:
+        bindings += fields([("kind", text(b["kind"])), ("key", text(b["key"])), ("owner", text(b["owner"]))])
     return fields([
         ("version", uint(record["version"])),
         ("network_id", text(record["network_id"])),
@@ -71,6 +74,7 @@ def canonical(record):
         ("entries", entries),
         ("transfers", transfers),
         ("transfer_changes", changes),
+        ("bindings", bindings),
     ])
 
 
@@ -78,7 +82,7 @@ def main():
     src = sys.stdin if len(sys.argv) < 2 or sys.argv[1] == "-" else open(sys.argv[1])
     doc = json.load(src)
     record = doc.get("record", doc)
-    assert record["version"] == 2, "this script knows settlement record version 2"
+    assert record["version"] == 3, "this script knows settlement record version 3"
     cbor = canonical(record)
     digest = hashlib.sha256(cbor).hexdigest()
     print("cbor", cbor.hex())

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use crdts::{CvRDT, GSet};
 use protocol::crypto::sha256_parts;
-use protocol::enrollment::{self, Binding, Claim, Enrolled};
+use protocol::enrollment::{self, BindingKind, Bindings, Claim, Enrollment};
 use protocol::settlement::{self, Ledger, PendingTransfer, SettleError, Settlement, TransferInput};
 use protocol::{ChainSpec, Hash32};
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,8 @@ pub const BUCKETS: usize = 4096;
 pub struct Entry {
     pub id: Hash32,
     pub wallet: String,
+    /// The miner's public key (hex).
+    pub key: String,
     pub slot: u64,
     pub weight: u64,
     pub serial_hash: Option<String>,
@@ -32,7 +34,14 @@ pub struct Entry {
 
 impl Entry {
     pub fn claim(&self) -> Claim {
-        Claim { wallet: self.wallet.clone(), slot: self.slot, id: self.id, weight: self.weight, serial_hash: self.serial_hash.clone() }
+        Claim {
+            wallet: self.wallet.clone(),
+            key: self.key.clone(),
+            slot: self.slot,
+            id: self.id,
+            weight: self.weight,
+            serial_hash: self.serial_hash.clone(),
+        }
     }
 }
 
@@ -95,10 +104,13 @@ impl Registry {
     /// model of what every node does epoch by epoch. Returns the settlements and the final ledger.
     pub fn settle_chain(&self, spec: &ChainSpec, from: u64, to: u64) -> Result<(Vec<Settlement>, Ledger), SettleError> {
         let (mut ledger, mut prev, mut out) = (Ledger::default(), [0; 32], Vec::new());
+        let mut bindings = self.bindings_before(from);
         for epoch in from..=to {
             let input = ledger.input(self.transfers_through(spec, epoch));
-            let s = settlement::settle(spec, epoch, prev, &enrollment::weights(&self.enrollment(epoch)), &input)?;
+            let e = self.enrollment(epoch, &bindings);
+            let s = settlement::settle(spec, epoch, prev, &enrollment::weights(&e.enrolled), &e.new_bindings, &input)?;
             ledger.apply(&s)?;
+            bindings.extend(e.new_bindings);
             prev = s.hash();
             out.push(s);
         }
@@ -129,26 +141,33 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Who holds each hardware serial, over every epoch.
-    pub fn bindings(&self) -> BTreeMap<String, Binding> {
-        let mut b = BTreeMap::new();
-        for epoch in self.epochs.keys() {
-            for e in self.entries(*epoch) {
-                enrollment::bind_serial(&mut b, &e.claim());
-            }
+    /// The bindings the epochs before `epoch` made, each settled in order on the bindings of the
+    /// ones before it (what the certified settlements of those epochs carry).
+    pub fn bindings_before(&self, epoch: u64) -> Bindings {
+        let mut b = Bindings::new();
+        for e in self.epochs.keys().copied().filter(|e| *e < epoch) {
+            let new = self.enrollment(e, &b).new_bindings;
+            b.extend(new);
         }
         b
     }
 
-    /// Enrollment in `epoch` (the protocol's rule, over this registry's claims).
-    pub fn enrollment(&self, epoch: u64) -> BTreeMap<String, Enrolled> {
+    /// Who holds `serial_hash` after every epoch of this registry.
+    pub fn serial_owner(&self, serial_hash: &str) -> Option<String> {
+        self.bindings_before(u64::MAX).remove(&(BindingKind::Serial, serial_hash.to_owned()))
+    }
+
+    /// Enrollment in `epoch` (the protocol's rule, over this registry's claims and the bindings of
+    /// the epochs before it).
+    pub fn enrollment(&self, epoch: u64, certified: &Bindings) -> Enrollment {
         let claims: Vec<Claim> = self.entries(epoch).iter().map(Entry::claim).collect();
-        enrollment::enroll(&claims, &self.bindings())
+        enrollment::enroll(&claims, certified)
     }
 
     /// Settle `epoch` from this registry.
     pub fn settle(&self, spec: &ChainSpec, epoch: u64, prev: Hash32) -> Result<Settlement, SettleError> {
-        settlement::settle(spec, epoch, prev, &enrollment::weights(&self.enrollment(epoch)), &TransferInput::default())
+        let e = self.enrollment(epoch, &self.bindings_before(epoch));
+        settlement::settle(spec, epoch, prev, &enrollment::weights(&e.enrolled), &e.new_bindings, &TransferInput::default())
     }
 
     pub fn digest(&self, epoch: u64) -> BucketDigest {

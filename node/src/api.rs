@@ -78,6 +78,7 @@ impl From<AttestError> for ApiError {
             | AttestError::InvalidMacs => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            AttestError::KeyMismatch { .. } => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.code(), e.to_string())
@@ -91,7 +92,7 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         let status = e.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "PAYLOAD_TOO_LARGE", "request body is larger than 1 MiB")
+            ApiError::new(status, "PAYLOAD_TOO_LARGE", "request body is larger than 16 KiB")
         } else {
             ApiError::bad_request("INVALID_BODY", e.body_text())
         }
@@ -206,10 +207,11 @@ async fn submit_attestation(node: &Node, body: Result<Bytes, BytesRejection>) ->
     let epoch = node.spec.epoch_of_slot(slot);
     let eval = attestation::evaluate(&node.spec, &sub, slot);
     let payload = sub.payload();
-    let id = payload.id();
-    let receipt = Receipt::sign(&node.spec, &node.key, &id, slot, &sub.nonce);
+    let receipt = Receipt::sign(&node.spec, &node.key, &payload.payload_id(), slot, &sub.nonce);
+    let record = AttestationRecord { payload, receipt };
+    let id = record.id();
     let claim = StoredClaim::new(&sub, &eval, slot);
-    let new = NewAttestation { origin: Origin::Miner, record: AttestationRecord { payload, receipt }, id, epoch, claim, nonce_expires };
+    let new = NewAttestation { origin: Origin::Miner, record, id, epoch, claim, nonce_expires, oldest_open_epoch: epoch };
     let outcome = node.writer.attest(new).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     match outcome {
         Ok(_) => node.announce(id),
@@ -225,6 +227,7 @@ async fn submit_attestation(node: &Node, body: Result<Bytes, BytesRejection>) ->
         "ok": true,
         "status": "accepted",
         "ticket_id": format!("ticket_{}", &hex::encode(id)[..32]),
+        "record_id": hex::encode(id),
         "miner": sub.miner,
         "miner_id": sub.miner_id,
         "epoch": epoch,
@@ -306,9 +309,15 @@ async fn enroll(State(node): State<Arc<Node>>, body: Result<Bytes, BytesRejectio
     .into_response())
 }
 
-/// A write the store refused, as the HTTP answer (every refusal is a 409 with its own code).
+/// A write the store refused, as the HTTP answer (a 409 with its own code; a wallet name held
+/// by another key is a 403).
 fn refused(r: Refusal) -> ApiError {
+    if let Refusal::KeyMismatch { .. } = r {
+        return ApiError::new(StatusCode::FORBIDDEN, "KEY_MISMATCH", r.to_string());
+    }
     let code = match &r {
+        Refusal::KeyMismatch { .. } => "KEY_MISMATCH",
+        Refusal::StaleReceipt { .. } => "STALE_RECEIPT",
         Refusal::NonceReplay => "NONCE_REPLAY",
         Refusal::DuplicateHardware(_) => "DUPLICATE_HARDWARE",
         Refusal::EpochSettled(_) => "EPOCH_SETTLED",
@@ -633,6 +642,7 @@ async fn stats(State(node): State<Arc<Node>>) -> ApiResult {
         "is_validator": node.is_validator,
         "equivocations_seen": node.counters.equivocations.load(std::sync::atomic::Ordering::Relaxed),
         "settlement_mismatches": node.counters.settlement_mismatches.load(std::sync::atomic::Ordering::Relaxed),
+        "receipt_equivocations": node.counters.receipt_equivocations.load(std::sync::atomic::Ordering::Relaxed),
         "enrolled_miners": node.enrolled_count(epoch)?,
         "attestations": s.attestations,
         "miners": s.miners,

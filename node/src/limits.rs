@@ -319,7 +319,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     }
     let (code, message) = match status {
         StatusCode::REQUEST_TIMEOUT => ("REQUEST_TIMEOUT", "the request took too long and was cancelled"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "request body is larger than 1 MiB"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "request body is larger than 16 KiB"),
         StatusCode::SERVICE_UNAVAILABLE => ("UNAVAILABLE", "service unavailable"),
         StatusCode::TOO_MANY_REQUESTS => ("RATE_LIMITED", "too many requests"),
         _ => ("HTTP_ERROR", "request failed"),

@@ -33,6 +33,10 @@ const FIRST_PEER_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum IngestError {
     #[error("invalid record: {0}")]
     Invalid(String),
+    /// Valid, but for an epoch this node no longer works on and has not finalized: not stored,
+    /// and not held against the peer (it may have received it late itself).
+    #[error("receipt slot {slot} is in epoch {epoch}, no longer open here")]
+    Stale { slot: u64, epoch: u64 },
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -50,13 +54,14 @@ pub async fn ingest_page(node: &Node, records: Vec<AnyRecord>) -> Vec<Result<boo
     };
     let spec = node.spec.clone();
     let now_slot = node.spec.slot_at(node.clock.now_unix());
+    let oldest_open_epoch = crate::consensus::rounds_floor(node);
     let n = records.len();
     // Already-stored records are not verified again (a peer's copy of a record we hold is the same bytes).
     let checked = tokio::task::spawn_blocking(move || {
         records
             .into_iter()
             .zip(known)
-            .map(|(record, known)| if known { Ok(None) } else { check(&spec, now_slot, record).map(Some) })
+            .map(|(record, known)| if known { Ok(None) } else { check(&spec, now_slot, oldest_open_epoch, record).map(Some) })
             .collect::<Vec<_>>()
     })
     .await;
@@ -68,7 +73,13 @@ pub async fn ingest_page(node: &Node, records: Vec<AnyRecord>) -> Vec<Result<boo
         match c {
             Ok(None) => Ok(false),
             Ok(Some(Checked::Attestation(new))) => match node.writer.attest(new).await {
-                Ok(Ok(stored)) => Ok(stored),
+                Ok(Ok(stored)) => {
+                    if let Some(signer) = stored.equivocating_signer {
+                        punish_receipt_equivocation(node, signer);
+                    }
+                    Ok(stored.new)
+                }
+                Ok(Err(store::Refusal::StaleReceipt { slot, epoch })) => Err(IngestError::Stale { slot, epoch }),
                 Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
                 Err(e) => Err(IngestError::Storage(e.to_string())),
             },
@@ -103,8 +114,20 @@ enum Checked {
     Transfer(NewTransfer),
 }
 
+/// A key signed receipts for one payload at two slots: a hostile (or cloned) receipt signer. Its
+/// peer (a node's peer id is its receipt key) is banned and the evidence was stored.
+fn punish_receipt_equivocation(node: &Node, signer: [u8; 32]) {
+    node.counters.receipt_equivocations.fetch_add(1, Ordering::Relaxed);
+    let peer = libp2p::identity::ed25519::PublicKey::try_from_bytes(&signer)
+        .map(|k| libp2p::identity::PublicKey::from(k).to_peer_id());
+    tracing::warn!(signer = %hex::encode(signer), peer = ?peer.as_ref().ok(), "RECEIPT EQUIVOCATION: one key receipted one payload at two slots; evidence stored");
+    if let (Some(net), Ok(peer)) = (&node.net, peer) {
+        net.penalize(peer, 200, "signed receipts for one payload at two slots");
+    }
+}
+
 /// Everything the HTTP path checks, plus the receipt: the write a valid record becomes.
-fn check(spec: &protocol::ChainSpec, now_slot: u64, record: AnyRecord) -> Result<Checked, IngestError> {
+fn check(spec: &protocol::ChainSpec, now_slot: u64, oldest_open_epoch: u64, record: AnyRecord) -> Result<Checked, IngestError> {
     let future = |slot: u64| {
         if slot > now_slot + 2 {
             return Err(IngestError::Invalid(format!("receipt slot {slot} is in the future (now {now_slot})")));
@@ -118,7 +141,7 @@ fn check(spec: &protocol::ChainSpec, now_slot: u64, record: AnyRecord) -> Result
             let eval = attestation::evaluate(spec, &sub, slot);
             let claim = StoredClaim::new(&sub, &eval, slot);
             let epoch = spec.epoch_of_slot(slot);
-            Ok(Checked::Attestation(NewAttestation { origin: Origin::Peer, id: record.id(), epoch, claim, record, nonce_expires: 0 }))
+            Ok(Checked::Attestation(NewAttestation { origin: Origin::Peer, id: record.id(), epoch, claim, record, nonce_expires: 0, oldest_open_epoch }))
         }
         AnyRecord::Transfer(record) => {
             let t = record.verify(spec).map_err(|e| IngestError::Invalid(e.to_string()))?;
@@ -172,6 +195,10 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
                 }
                 Err(IngestError::Storage(why)) => {
                     tracing::warn!(error = %why, "could not store a fetched record");
+                    missing += 1;
+                }
+                Err(e @ IngestError::Stale { .. }) => {
+                    tracing::debug!(%peer, error = %e, "not storing a record of an epoch no longer open here");
                     missing += 1;
                 }
             }

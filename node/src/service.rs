@@ -92,6 +92,8 @@ pub struct Node {
 pub struct Counters {
     pub equivocations: AtomicU64,
     pub settlement_mismatches: AtomicU64,
+    /// Receipt signers caught putting one payload at two slots.
+    pub receipt_equivocations: AtomicU64,
 }
 
 impl Node {

@@ -138,7 +138,7 @@ async fn attest_once(client: &reqwest::Client, node: &str, seed: u8, i: usize) -
     };
     let body = signed_body(&miner_key(seed, i), i, &id, &nonce);
     let record_id = match attestation::parse_submission(&body) {
-        Ok(sub) => hex::encode(sub.payload().id()),
+        Ok(sub) => hex::encode(sub.payload().payload_id()),
         Err(e) => return Outcome::Refused(format!("LOCAL_{}", e.code())),
     };
     let submitted = client.post(format!("{node}/attest/submit")).header("content-type", "application/json").body(body).send().await;
@@ -278,7 +278,7 @@ mod tests {
         let key = miner_key(3, 17);
         let a = attestation::parse_submission(&signed_body(&key, 17, &miner_id(3, 17), "nonce-a")).unwrap();
         let b = attestation::parse_submission(&signed_body(&key, 17, &miner_id(3, 17), "nonce-b")).unwrap();
-        assert_ne!(a.payload().id(), b.payload().id(), "each attestation is its own record");
+        assert_ne!(a.payload().payload_id(), b.payload().payload_id(), "each attestation is its own record");
         assert_eq!(a.miner_id, "load-3-0000017");
         let body: Value = serde_json::from_slice(&signed_body(&key, 17, "x", "n")).unwrap();
         let again: Value = serde_json::from_slice(&signed_body(&key, 17, "x", "m")).unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use protocol::attestation::AttestationRecord;
 use protocol::consensus::{EpochCertificate, Equivocation, Vote};
-use protocol::enrollment::{self, Binding, Claim};
+use protocol::enrollment::{self, BindingKind, Bindings, Claim};
 use protocol::settlement::{self, Account, PendingTransfer, Settlement, TransferInput, TransferResult};
 use protocol::transfer::TransferRecord;
 use protocol::{ChainSpec, Hash32};
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bump when the layout changes; a database with another version is refused.
 /// Version 2: settlement records of version 2 (transfers), the transfer tables.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// `schema_version`, `network_id`, `first_epoch`, `ledger_seq`, and `settled_through` once the epoch
 /// manager has settled an epoch ([`resume_epoch`]).
@@ -32,8 +32,18 @@ const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 const EPOCH_CLAIMS: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("epoch_claims");
 /// (epoch, wallet) -> `EnrollmentRow` (CBOR): the claim that currently enrolls the wallet.
 const ENROLLMENTS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("enrollments");
-/// serial hash -> `Binding` (CBOR): who holds each hardware serial.
-const SERIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("serial_bindings");
+/// (kind, key) -> `StoredBinding` (CBOR): what applied (certified) settlements bound: a serial hash
+/// to a wallet, a free-form wallet name to a key (PROTOCOL.md §7). The earliest epoch's binding wins.
+const BINDINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("bindings");
+/// (epoch, kind, key) -> `EpochFirst` (CBOR): the earliest claim on a serial or a wallet name among
+/// the records of an epoch, for the HTTP path's refusals (settlement derives it again).
+const EPOCH_FIRST: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition::new("epoch_first_claims");
+/// (payload id, receipt node key) -> receipt slot: every receipt seen for a miner payload. One payload
+/// under two receipts is two records; one key at two slots is an equivocating receipt signer.
+const PAYLOAD_RECEIPTS: TableDefinition<(&[u8], &[u8]), u64> = TableDefinition::new("payload_receipts");
+/// (node key, payload id) -> `ReceiptEquivocation` (CBOR): evidence of a key that signed two receipts
+/// for one payload at different slots.
+const RECEIPT_EVIDENCE: TableDefinition<(&[u8], &[u8]), &[u8]> = TableDefinition::new("receipt_evidence");
 /// nonce -> expiry (unix s): nonces already used by an accepted attestation.
 const USED_NONCES: TableDefinition<&str, u64> = TableDefinition::new("used_nonces");
 /// wallet -> `MinerSummary` (CBOR).
@@ -73,11 +83,11 @@ const LAST_NONCES: TableDefinition<&str, u64> = TableDefinition::new("last_nonce
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("wallet_history");
 
 /// Every table of the schema. A backup copies exactly these; `check` wants all of them.
-pub const TABLE_NAMES: [&str; 23] = [
-    "meta", "records", "epoch_claims", "enrollments", "serial_bindings", "used_nonces", "miners", "settlements",
-    "balances", "ledger", "votes", "certificates", "applied", "evidence", "anchors", "transfer_records",
-    "epoch_transfers", "pending_transfers", "pending_out", "pending_in", "judged_transfers", "last_nonces",
-    "wallet_history",
+pub const TABLE_NAMES: [&str; 26] = [
+    "meta", "records", "epoch_claims", "enrollments", "bindings", "epoch_first_claims", "payload_receipts",
+    "receipt_evidence", "used_nonces", "miners", "settlements", "balances", "ledger", "votes", "certificates",
+    "applied", "evidence", "anchors", "transfer_records", "epoch_transfers", "pending_transfers", "pending_out",
+    "pending_in", "judged_transfers", "last_nonces", "wallet_history",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +126,8 @@ fn uncbor<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &'static str) -> Res
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredClaim {
     pub wallet: String,
+    /// The miner's public key (hex): a free-form wallet name is pinned to the first key (§7).
+    pub key: String,
     pub miner_id: String,
     pub slot: u64,
     pub weight: u64,
@@ -131,6 +143,7 @@ impl StoredClaim {
     pub fn new(sub: &protocol::attestation::Submission, eval: &protocol::attestation::Evaluation, slot: u64) -> StoredClaim {
         StoredClaim {
             wallet: sub.miner.clone(),
+            key: hex::encode(sub.public_key),
             miner_id: sub.miner_id.clone(),
             slot,
             weight: eval.weight,
@@ -143,7 +156,7 @@ impl StoredClaim {
     }
 
     pub fn to_claim(&self, id: Hash32) -> Claim {
-        Claim { wallet: self.wallet.clone(), slot: self.slot, id, weight: self.weight, serial_hash: self.serial_hash.clone() }
+        Claim { wallet: self.wallet.clone(), key: self.key.clone(), slot: self.slot, id, weight: self.weight, serial_hash: self.serial_hash.clone() }
     }
 }
 
@@ -158,12 +171,28 @@ pub struct EnrollmentRow {
     pub fingerprint_passed: bool,
 }
 
+/// A certified binding: its owner, and the epoch whose settlement made it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct StoredBinding {
-    wallet: String,
+    owner: String,
+    epoch: u64,
+}
+
+/// The earliest claim on a serial or a wallet name within one epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct EpochFirst {
+    owner: String,
     slot: u64,
     #[serde(with = "serde_bytes")]
     id: Hash32,
+}
+
+/// A receipt signer that put one payload at two slots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptEquivocation {
+    #[serde(with = "serde_bytes")]
+    pub payload_id: Hash32,
+    pub slots: (u64, u64),
 }
 
 /// The latest state of one wallet's miner, for `/api/miners`.
@@ -262,8 +291,9 @@ pub enum TxState {
 pub enum Origin {
     /// Accepted here from a miner: nonce replays, serial conflicts and settled epochs are refused.
     Miner,
-    /// Fetched from a peer and verified: stored once by id; a serial claimed by another wallet is
-    /// kept as evidence (it does not enroll); a record for a settled epoch is kept for history.
+    /// Fetched from a peer and verified: stored once by id; a serial or wallet name claimed by
+    /// another party is kept as evidence (it does not enroll); a record for an epoch that is final
+    /// here, or older than this node's first epoch, is kept for history (it changes nothing).
     Peer,
 }
 
@@ -276,6 +306,10 @@ pub struct NewAttestation {
     pub epoch: u64,
     pub claim: StoredClaim,
     pub nonce_expires: u64,
+    /// From a peer: the oldest epoch whose records this node still takes while it is not final
+    /// here (the epochs it works on). Older epochs' records are refused unless final or before
+    /// this node's first epoch. Ignored for `Origin::Miner`.
+    pub oldest_open_epoch: u64,
 }
 
 /// Why a write was refused; the HTTP layer maps these to status codes.
@@ -285,6 +319,10 @@ pub enum Refusal {
     NonceReplay,
     #[error("hardware serial is already bound to wallet {0}")]
     DuplicateHardware(String),
+    #[error("wallet {wallet} belongs to another key ({owner}); sign with that key or use the RTC address of yours")]
+    KeyMismatch { wallet: String, owner: String },
+    #[error("receipt slot {slot} is in epoch {epoch}, which is no longer open here and not final")]
+    StaleReceipt { slot: u64, epoch: u64 },
     #[error("epoch {0} is already settled")]
     EpochSettled(u64),
     #[error("nonce {nonce} is not above the sender's last nonce {last}")]
@@ -334,7 +372,10 @@ pub fn init(db: Database, spec: &ChainSpec, current_epoch: u64) -> Result<Databa
             w.open_table(RECORDS)?;
             w.open_table(EPOCH_CLAIMS)?;
             w.open_table(ENROLLMENTS)?;
-            w.open_table(SERIALS)?;
+            w.open_table(BINDINGS)?;
+            w.open_table(EPOCH_FIRST)?;
+            w.open_table(PAYLOAD_RECEIPTS)?;
+            w.open_table(RECEIPT_EVIDENCE)?;
             w.open_table(USED_NONCES)?;
             w.open_table(MINERS)?;
             w.open_table(SETTLEMENTS)?;
@@ -472,10 +513,79 @@ pub struct Inserted {
     pub new: bool,
     /// The wallet was not enrolled in the record's epoch before (for the in-memory tallies).
     pub new_enrollment: bool,
+    /// The receipt's signer had already put the same payload at another slot: the key of an
+    /// equivocating receipt signer (evidence stored in `receipt_evidence`).
+    pub equivocating_signer: Option<[u8; 32]>,
 }
 
-/// Store one accepted attestation unless its nonce was used or its serial belongs to another
-/// wallet. Checks first, then writes, so a refusal leaves nothing behind.
+/// Whether `epoch` is final here: its certified settlement applied.
+fn is_final(w: &WriteTransaction, epoch: u64) -> Result<bool, StoreError> {
+    Ok(w.open_table(APPLIED)?.get(epoch)?.is_some())
+}
+
+fn meta_u64(w: &WriteTransaction, key: &str) -> Result<Option<u64>, StoreError> {
+    Ok(w.open_table(META)?.get(key)?.and_then(|v| be_u64(v.value())))
+}
+
+/// Who holds `(kind, key)` for a claim of `epoch`: the certified binding of an earlier epoch, or
+/// the earliest claim among the epoch's records. `None`: nobody yet.
+fn holder(w: &WriteTransaction, epoch: u64, kind: BindingKind, key: &str) -> Result<Option<(String, Option<(u64, Hash32)>)>, StoreError> {
+    if let Some(v) = w.open_table(BINDINGS)?.get((kind.as_str(), key))? {
+        let b: StoredBinding = uncbor(v.value(), "binding")?;
+        if b.epoch < epoch {
+            return Ok(Some((b.owner, None)));
+        }
+    }
+    Ok(match w.open_table(EPOCH_FIRST)?.get((epoch, kind.as_str(), key))? {
+        Some(v) => {
+            let f: EpochFirst = uncbor(v.value(), "epoch first claim")?;
+            Some((f.owner, Some((f.slot, f.id))))
+        }
+        None => None,
+    })
+}
+
+/// Record `claim` as a claim on `(kind, key)` by `owner` in `epoch`, if it is the earliest.
+fn note_first(w: &WriteTransaction, epoch: u64, kind: BindingKind, key: &str, owner: &str, claim: &Claim) -> Result<(), StoreError> {
+    let mut t = w.open_table(EPOCH_FIRST)?;
+    let earlier = match t.get((epoch, kind.as_str(), key))? {
+        Some(v) => {
+            let f: EpochFirst = uncbor(v.value(), "epoch first claim")?;
+            (f.slot, f.id) <= (claim.slot, claim.id)
+        }
+        None => false,
+    };
+    if !earlier {
+        t.insert((epoch, kind.as_str(), key), cbor(&EpochFirst { owner: owner.to_owned(), slot: claim.slot, id: claim.id }).as_slice())?;
+    }
+    Ok(())
+}
+
+/// What the bindings in force say of `claim`: who else holds its wallet name or its serial.
+fn binding_refusal(w: &WriteTransaction, epoch: u64, claim: &Claim) -> Result<Option<Refusal>, StoreError> {
+    let before = |at: Option<(u64, Hash32)>| at.is_none_or(|a| a < (claim.slot, claim.id));
+    if claim.pins_key() {
+        if let Some((owner, at)) = holder(w, epoch, BindingKind::WalletKey, &claim.wallet)? {
+            if owner != claim.key && before(at) {
+                return Ok(Some(Refusal::KeyMismatch { wallet: claim.wallet.clone(), owner }));
+            }
+        }
+    }
+    if let Some(serial) = &claim.serial_hash {
+        if let Some((owner, at)) = holder(w, epoch, BindingKind::Serial, serial)? {
+            if owner != claim.wallet && before(at) {
+                return Ok(Some(Refusal::DuplicateHardware(owner)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Store one accepted attestation. From a miner (HTTP) it is refused if its payload was already
+/// receipted (here or by any node), its nonce was used, its epoch is settled, or its wallet name or
+/// serial is held by another party. From a peer it is stored (whoever holds what is decided by the
+/// enrollment rule, PROTOCOL.md §7), unless its epoch is one this node no longer works on and is
+/// not final here. Checks first, then writes, so a refusal leaves nothing behind.
 pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Result<Inserted, Refusal>, StoreError> {
     let mut records = w.open_table(RECORDS)?;
     if records.get(a.id.as_slice())?.is_some() {
@@ -484,39 +594,56 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
             Origin::Peer => Ok(Inserted::default()),
         });
     }
-    // A relayed record of a final epoch (its certified settlement applied) is kept too: the
-    // registry is the union of every verified record, so that a node cut off while the epoch was
-    // certified ends up holding the same records as the others. It changes nothing settled:
-    // settle_epoch never recomputes a final epoch.
-    let mut nonces = w.open_table(USED_NONCES)?;
-    if a.origin == Origin::Miner {
-        if nonces.get(a.record.receipt.nonce.as_str())?.is_some() {
-            return Ok(Err(Refusal::NonceReplay));
-        }
-        if w.open_table(SETTLEMENTS)?.get(a.epoch)?.is_some() {
-            return Ok(Err(Refusal::EpochSettled(a.epoch)));
-        }
-    }
+    let payload_id = a.record.payload.payload_id();
+    let signer = a.record.receipt.node_key;
+    let mut receipts = w.open_table(PAYLOAD_RECEIPTS)?;
+    let mut equivocating_signer = None;
     let claim = a.claim.to_claim(a.id);
-    let mut serials = w.open_table(SERIALS)?;
-    if let Some(serial) = &claim.serial_hash {
-        let mut bindings = BTreeMap::new();
-        if let Some(b) = serials.get(serial.as_str())? {
-            let b: StoredBinding = uncbor(b.value(), "serial binding")?;
-            bindings.insert(serial.clone(), Binding { wallet: b.wallet, slot: b.slot, id: b.id });
-        }
-        if a.origin == Origin::Miner {
-            if let Some(owner) = enrollment::bound_elsewhere(&bindings, serial, &claim.wallet) {
-                return Ok(Err(Refusal::DuplicateHardware(owner.to_owned())));
+    match a.origin {
+        Origin::Miner => {
+            // A payload another node already receipted is a replay here, whatever our nonce table says.
+            let seen = receipts.range((payload_id.as_slice(), &[][..])..)?.next().transpose()?.is_some_and(|(k, _)| k.value().0 == payload_id.as_slice());
+            if seen || w.open_table(USED_NONCES)?.get(a.record.receipt.nonce.as_str())?.is_some() {
+                return Ok(Err(Refusal::NonceReplay));
+            }
+            if w.open_table(SETTLEMENTS)?.get(a.epoch)?.is_some() {
+                return Ok(Err(Refusal::EpochSettled(a.epoch)));
+            }
+            if let Some(refusal) = binding_refusal(w, a.epoch, &claim)? {
+                return Ok(Err(refusal));
             }
         }
-        enrollment::bind_serial(&mut bindings, &claim);
-        let b = &bindings[serial];
-        serials.insert(serial.as_str(), cbor(&StoredBinding { wallet: b.wallet.clone(), slot: b.slot, id: b.id }).as_slice())?;
+        Origin::Peer => {
+            // A relayed record of a final epoch (or of one before this node's first epoch) is kept
+            // as history: the epoch's settlement is the certified one, and bindings come only from
+            // certified settlements, so it changes nothing. Any other epoch must still be open here.
+            let history = is_final(w, a.epoch)? || meta_u64(w, "first_epoch")?.is_some_and(|f| a.epoch < f);
+            if !history && a.epoch < a.oldest_open_epoch {
+                return Ok(Err(Refusal::StaleReceipt { slot: a.record.receipt.slot, epoch: a.epoch }));
+            }
+            if let Some(other) = receipts.get((payload_id.as_slice(), signer.as_slice()))?.map(|v| v.value()) {
+                if other != a.record.receipt.slot {
+                    let evidence = ReceiptEquivocation { payload_id, slots: (other.min(a.record.receipt.slot), other.max(a.record.receipt.slot)) };
+                    w.open_table(RECEIPT_EVIDENCE)?.insert((signer.as_slice(), payload_id.as_slice()), cbor(&evidence).as_slice())?;
+                    equivocating_signer = Some(signer);
+                }
+            }
+        }
     }
-
+    if receipts.get((payload_id.as_slice(), signer.as_slice()))?.is_none() {
+        receipts.insert((payload_id.as_slice(), signer.as_slice()), a.record.receipt.slot)?;
+    }
+    drop(receipts);
     if a.origin == Origin::Miner {
-        nonces.insert(a.record.receipt.nonce.as_str(), a.nonce_expires)?;
+        w.open_table(USED_NONCES)?.insert(a.record.receipt.nonce.as_str(), a.nonce_expires)?;
+    }
+    // The read index shows the claim that enrolls the wallet as far as this node can tell now.
+    let counts = binding_refusal(w, a.epoch, &claim)?.is_none();
+    if claim.pins_key() {
+        note_first(w, a.epoch, BindingKind::WalletKey, &claim.wallet, &claim.key, &claim)?;
+    }
+    if let Some(serial) = &claim.serial_hash {
+        note_first(w, a.epoch, BindingKind::Serial, serial, &claim.wallet, &claim)?;
     }
     records.insert(a.id.as_slice(), a.record.to_cbor().as_slice())?;
     w.open_table(EPOCH_CLAIMS)?.insert((a.epoch, a.id.as_slice()), cbor(&a.claim).as_slice())?;
@@ -527,8 +654,8 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
         Some(v) => Some(uncbor::<EnrollmentRow>(v.value(), "enrollment")?),
         None => None,
     };
-    let new_enrollment = current.is_none();
-    if current.as_ref().is_none_or(|c| (claim.slot, claim.id) < (c.slot, c.id)) {
+    let new_enrollment = counts && current.is_none();
+    if counts && current.as_ref().is_none_or(|c| (claim.slot, claim.id) < (c.slot, c.id)) {
         let row = EnrollmentRow {
             slot: claim.slot,
             id: claim.id,
@@ -564,7 +691,7 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
         None => summary,
     };
     miners.insert(claim.wallet.as_str(), cbor(&summary).as_slice())?;
-    Ok(Ok(Inserted { new: true, new_enrollment }))
+    Ok(Ok(Inserted { new: true, new_enrollment, equivocating_signer }))
 }
 
 /// The pending transfers an index (`PENDING_OUT` or `PENDING_IN`) lists for `address`, in a read
@@ -687,19 +814,24 @@ pub fn settle_epoch(w: &WriteTransaction, spec: &ChainSpec, epoch: u64) -> Resul
         let id: Hash32 = k.value().1.try_into().map_err(|_| StoreError::Corrupt("claim id"))?;
         claims.push(uncbor::<StoredClaim>(v.value(), "claim")?.to_claim(id));
     }
-    let serials = w.open_table(SERIALS)?;
-    let mut bindings = BTreeMap::new();
+    // The bindings certified settlements of earlier epochs made, for what these claims name.
+    let table = w.open_table(BINDINGS)?;
+    let mut certified = Bindings::new();
     for c in &claims {
-        if let Some(serial) = &c.serial_hash {
-            if let Some(b) = serials.get(serial.as_str())? {
-                let b: StoredBinding = uncbor(b.value(), "serial binding")?;
-                bindings.insert(serial.clone(), Binding { wallet: b.wallet, slot: b.slot, id: b.id });
+        let keys = [(BindingKind::WalletKey, Some(&c.wallet).filter(|_| c.pins_key())), (BindingKind::Serial, c.serial_hash.as_ref())];
+        for (kind, key) in keys {
+            let Some(key) = key else { continue };
+            if let Some(v) = table.get((kind.as_str(), key.as_str()))? {
+                let b: StoredBinding = uncbor(v.value(), "binding")?;
+                if b.epoch < epoch {
+                    certified.insert((kind, key.clone()), b.owner);
+                }
             }
         }
     }
-    let enrolled = enrollment::enroll(&claims, &bindings);
+    let e = enrollment::enroll(&claims, &certified);
     let input = transfer_input(w, spec, epoch)?;
-    let s = settlement::settle(spec, epoch, prev_hash, &enrollment::weights(&enrolled), &input)
+    let s = settlement::settle(spec, epoch, prev_hash, &enrollment::weights(&e.enrolled), &e.new_bindings, &input)
         .map_err(|_| StoreError::Corrupt("weights or balances"))?;
     let changed = previous.as_ref() != Some(&s);
     if changed {
@@ -850,6 +982,19 @@ pub fn apply_certificate(w: &WriteTransaction, cert: &EpochCertificate, offered:
         seq += 1;
     }
     meta.insert("ledger_seq", seq.to_be_bytes().as_slice())?;
+    // What the epoch bound holds from now on; certified epochs may be applied out of order, and
+    // the earliest epoch's binding wins.
+    let mut bindings = w.open_table(BINDINGS)?;
+    for b in &chosen.bindings {
+        let Some(kind) = BindingKind::parse(&b.kind) else { return Err(StoreError::Corrupt("binding kind")) };
+        let later = match bindings.get((kind.as_str(), b.key.as_str()))? {
+            Some(v) => uncbor::<StoredBinding>(v.value(), "binding")?.epoch > epoch,
+            None => true,
+        };
+        if later {
+            bindings.insert((kind.as_str(), b.key.as_str()), cbor(&StoredBinding { owner: b.owner.clone(), epoch }).as_slice())?;
+        }
+    }
     w.open_table(APPLIED)?.insert(epoch, ())?;
     Ok(Applied::Now { distributed_urtc: chosen.distributed_urtc })
 }
@@ -1277,7 +1422,10 @@ pub fn copy_snapshot(r: &ReadTransaction, dst: &Database) -> Result<u64, StoreEr
     n += copy_table(r, &w, RECORDS)?;
     n += copy_table(r, &w, EPOCH_CLAIMS)?;
     n += copy_table(r, &w, ENROLLMENTS)?;
-    n += copy_table(r, &w, SERIALS)?;
+    n += copy_table(r, &w, BINDINGS)?;
+    n += copy_table(r, &w, EPOCH_FIRST)?;
+    n += copy_table(r, &w, PAYLOAD_RECEIPTS)?;
+    n += copy_table(r, &w, RECEIPT_EVIDENCE)?;
     n += copy_table(r, &w, USED_NONCES)?;
     n += copy_table(r, &w, MINERS)?;
     n += copy_table(r, &w, SETTLEMENTS)?;
@@ -1517,15 +1665,17 @@ mod tests {
         let slot = spec.first_slot(3) + 1;
         let eval = attestation::evaluate(&spec, &sub, slot);
         let payload = sub.payload();
-        let id = payload.id();
-        let receipt = Receipt::sign(&spec, &crate::sim::miner_key(9, 2), &id, slot, &sub.nonce);
+        let receipt = Receipt::sign(&spec, &crate::sim::miner_key(9, 2), &payload.payload_id(), slot, &sub.nonce);
+        let record = AttestationRecord { payload, receipt };
+        let id = record.id();
         let late = NewAttestation {
             origin: Origin::Peer,
-            record: AttestationRecord { payload, receipt },
+            record,
             id,
             epoch: 3,
             claim: StoredClaim::new(&sub, &eval, slot),
             nonce_expires: 0,
+            oldest_open_epoch: 3,
         };
         let w = db.begin_write().unwrap();
         assert!(insert_attestation(&w, &late).unwrap().unwrap().new);
@@ -1544,7 +1694,7 @@ mod tests {
         use protocol::settlement::{PendingTransfer, TransferInput};
         let t = PendingTransfer { tx_hash: tx.into(), from: "alice".into(), to: "bob".into(), amount_urtc: 1_000, nonce };
         let input = TransferInput { pending: [(t.tx_hash.clone(), t)].into_iter().collect(), accounts: BTreeMap::new() };
-        let s = settlement::settle(spec, epoch, prev, &[("alice".to_owned(), 1_000_000_000)].into_iter().collect(), &input).unwrap();
+        let s = settlement::settle(spec, epoch, prev, &[("alice".to_owned(), 1_000_000_000)].into_iter().collect(), &Bindings::new(), &input).unwrap();
         (EpochCertificate { epoch, round: 0, settlement_hash: s.hash(), votes: vec![] }, s)
     }
 
@@ -1606,6 +1756,152 @@ mod tests {
         mark_settled_through(&w, 2).unwrap();
         w.commit().unwrap();
         assert_eq!(resume_epoch(&db).unwrap(), Some(4), "the mark only moves up");
+    }
+
+    /// A miner (`miner_seed`) attesting for `wallet` with hardware `serial`, receipted by
+    /// `signer_seed`'s key at `slot`: the write a node makes of it, from a miner or from a peer.
+    fn attestation_at(spec: &ChainSpec, miner_seed: u8, wallet: &str, serial: &str, signer_seed: u8, slot: u64, origin: Origin) -> NewAttestation {
+        use protocol::attestation::{self, Receipt};
+        let key = protocol::crypto::Keypair::from_seed(&[miner_seed; 32]);
+        let nonce = format!("n-{miner_seed}-{wallet}-{serial}-{}", spec.epoch_of_slot(slot));
+        let mut req = serde_json::json!({
+            "miner": wallet, "miner_id": format!("{wallet}-box"), "nonce": nonce,
+            "device": {"family": "x86_64", "arch": "modern", "model": "Ryzen", "cpu": "AMD Ryzen 7", "serial": serial},
+            "signals": {"hostname": "box"},
+            "fingerprint": {"checks": {
+                "anti_emulation": {"passed": true, "data": {"vm_indicators": []}},
+                "clock_drift": {"passed": true, "data": {"cv": 0.02, "samples": 200}}}},
+        });
+        attestation::sign_request(&key, req.as_object_mut().unwrap());
+        let sub = attestation::parse_submission(&serde_json::to_vec(&req).unwrap()).unwrap();
+        let eval = attestation::evaluate(spec, &sub, slot);
+        let payload = sub.payload();
+        let signer = protocol::crypto::Keypair::from_seed(&[signer_seed; 32]);
+        let receipt = Receipt::sign(spec, &signer, &payload.payload_id(), slot, &sub.nonce);
+        let record = AttestationRecord { payload, receipt };
+        NewAttestation {
+            origin,
+            id: record.id(),
+            epoch: spec.epoch_of_slot(slot),
+            claim: StoredClaim::new(&sub, &eval, slot),
+            record,
+            nonce_expires: u64::MAX,
+            oldest_open_epoch: spec.epoch_of_slot(slot),
+        }
+    }
+
+    /// Settle `epoch` and apply its own settlement as certified.
+    fn certify(w: &WriteTransaction, spec: &ChainSpec, epoch: u64) -> Settlement {
+        let (s, _) = settle_epoch(w, spec, epoch).unwrap();
+        let cert = EpochCertificate { epoch, round: 0, settlement_hash: s.hash(), votes: vec![] };
+        assert!(matches!(apply_certificate(w, &cert, None).unwrap(), Applied::Now { .. }));
+        s
+    }
+
+    fn insert(w: &WriteTransaction, a: &NewAttestation) -> Result<Inserted, Refusal> {
+        insert_attestation(w, a).unwrap()
+    }
+
+    /// Issue 13 (2): a hostile relay backdates a claim on a victim's serial into an epoch that is
+    /// already certified (or before this node's history). Before, the earliest slot ever bound the
+    /// serial, so the victim got 409 everywhere from then on; now bindings come only from certified
+    /// settlements, and the backdated records change nothing.
+    #[test]
+    fn a_backdated_receipt_cannot_take_a_serial_bound_by_a_certified_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, db) = devnet_db(&dir);
+        let w = db.begin_write().unwrap();
+        let victim = attestation_at(&spec, 1, "victim", "SN-1", 10, spec.first_slot(3) + 5, Origin::Miner);
+        insert(&w, &victim).unwrap();
+        let s3 = certify(&w, &spec, 3);
+        assert_eq!(s3.bindings.iter().map(|b| (b.kind.as_str(), b.owner.as_str())).filter(|b| b.0 == "serial").collect::<Vec<_>>(), [("serial", "victim")]);
+        // Backdated into the certified epoch 3, and to slot 0 (before this node's first epoch).
+        for slot in [spec.first_slot(3), 0] {
+            let thief = attestation_at(&spec, 2, "thief", "SN-1", 66, slot, Origin::Peer);
+            assert!(insert(&w, &thief).unwrap().new, "kept as history");
+        }
+        // In epoch 4 the thief's claim comes first, the victim attests later: the victim still
+        // holds the serial at the HTTP door and in the settlement.
+        let thief = attestation_at(&spec, 2, "thief", "SN-1", 66, spec.first_slot(4), Origin::Peer);
+        insert(&w, &thief).unwrap();
+        let victim = attestation_at(&spec, 1, "victim", "SN-1", 10, spec.first_slot(4) + 3, Origin::Miner);
+        insert(&w, &victim).expect("the victim keeps its serial");
+        let over_http = attestation_at(&spec, 3, "thief-2", "SN-1", 10, spec.first_slot(4) + 4, Origin::Miner);
+        assert_eq!(insert(&w, &over_http), Err(Refusal::DuplicateHardware("victim".into())));
+        let (s4, _) = settle_epoch(&w, &spec, 4).unwrap();
+        assert_eq!(s4.entries.iter().map(|e| e.miner.as_str()).collect::<Vec<_>>(), ["victim"]);
+        w.commit().unwrap();
+        assert!(check_consistency(&db, Some(&spec)).unwrap().problems.is_empty());
+    }
+
+    /// Issue 13 (1): one payload under two receipts (one key at two slots, as two relays sharing a
+    /// key with clocks apart do) is two records; nodes that received them in either order compute
+    /// the same settlement, and the signer is reported as equivocating.
+    #[test]
+    fn two_receipts_of_one_payload_are_two_records_and_settle_the_same_in_any_order() {
+        let spec = ChainSpec::builtin("devnet").unwrap();
+        let early = attestation_at(&spec, 1, "w1", "SN-9", 7, spec.first_slot(3) + 1, Origin::Peer);
+        let late = attestation_at(&spec, 1, "w1", "SN-9", 7, spec.first_slot(3) + 4, Origin::Peer);
+        assert_ne!(early.id, late.id);
+        assert_eq!(early.record.payload, late.record.payload);
+        let mut hashes = Vec::new();
+        for order in [[&early, &late], [&late, &early]] {
+            let dir = tempfile::tempdir().unwrap();
+            let (_, db) = devnet_db(&dir);
+            let w = db.begin_write().unwrap();
+            assert_eq!(insert(&w, order[0]).unwrap().equivocating_signer, None);
+            let second = insert(&w, order[1]).unwrap();
+            assert!(second.new);
+            assert_eq!(second.equivocating_signer, Some(early.record.receipt.node_key));
+            let (s, _) = settle_epoch(&w, &spec, 3).unwrap();
+            assert_eq!(s.entries[0].weight, early.claim.weight, "the earlier receipt counts");
+            // The same payload offered over HTTP here afterwards is a replay.
+            let again = NewAttestation { origin: Origin::Miner, ..attestation_at(&spec, 1, "w1", "SN-9", 8, spec.first_slot(3) + 5, Origin::Miner) };
+            assert_eq!(insert(&w, &again), Err(Refusal::NonceReplay));
+            w.commit().unwrap();
+            hashes.push(s.hash());
+            assert_eq!(epoch_ids(&db, 3).unwrap().len(), 2);
+        }
+        assert_eq!(hashes[0], hashes[1]);
+    }
+
+    #[test]
+    fn a_peer_record_of_an_epoch_no_longer_worked_on_is_refused_unless_final_or_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, db) = devnet_db(&dir);
+        let w = db.begin_write().unwrap();
+        let mut old = attestation_at(&spec, 1, "w1", "SN-1", 7, spec.first_slot(4) + 1, Origin::Peer);
+        old.oldest_open_epoch = 6;
+        assert_eq!(insert(&w, &old), Err(Refusal::StaleReceipt { slot: spec.first_slot(4) + 1, epoch: 4 }));
+        certify(&w, &spec, 4);
+        assert!(insert(&w, &old).unwrap().new, "a final epoch's record is history");
+        w.commit().unwrap();
+    }
+
+    /// Issue 13 (3): a free-form wallet name belongs to the first key that earns for it.
+    #[test]
+    fn a_wallet_name_is_pinned_to_its_first_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, db) = devnet_db(&dir);
+        let w = db.begin_write().unwrap();
+        let first = attestation_at(&spec, 1, "scott-g4", "SN-1", 7, spec.first_slot(3) + 1, Origin::Miner);
+        insert(&w, &first).unwrap();
+        // Another key, later in the same epoch: over HTTP refused; from a peer kept, but it does not enroll.
+        let hijack = attestation_at(&spec, 2, "scott-g4", "SN-2", 7, spec.first_slot(3) + 3, Origin::Miner);
+        assert!(matches!(insert(&w, &hijack), Err(Refusal::KeyMismatch { .. })));
+        insert(&w, &attestation_at(&spec, 2, "scott-g4", "SN-2", 66, spec.first_slot(3) + 4, Origin::Peer)).unwrap();
+        let s3 = certify(&w, &spec, 3);
+        assert_eq!((s3.entries.len(), s3.entries[0].weight), (1, first.claim.weight));
+        let hijack = attestation_at(&spec, 2, "scott-g4", "SN-2", 7, spec.first_slot(4), Origin::Miner);
+        assert!(matches!(insert(&w, &hijack), Err(Refusal::KeyMismatch { .. })));
+        let from_peer = attestation_at(&spec, 2, "scott-g4", "SN-2", 66, spec.first_slot(4), Origin::Peer);
+        insert(&w, &from_peer).unwrap();
+        insert(&w, &attestation_at(&spec, 1, "scott-g4", "SN-1", 7, spec.first_slot(4) + 6, Origin::Miner)).expect("the owner attests");
+        let (s4, _) = settle_epoch(&w, &spec, 4).unwrap();
+        let owner = attestation_at(&spec, 1, "scott-g4", "SN-1", 7, spec.first_slot(4) + 6, Origin::Miner);
+        assert_eq!(s4.entries.len(), 1);
+        assert_eq!(s4.entries[0].weight, owner.claim.weight);
+        w.commit().unwrap();
     }
 
     fn is_applied_in(w: &WriteTransaction, epoch: u64) -> bool {

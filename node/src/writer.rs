@@ -23,7 +23,7 @@ use crate::store::{self, AnchorRecord, Applied, DbHandle, NewAttestation, NewTra
 pub const MAX_BATCH: usize = 512;
 
 pub enum WriteOp {
-    Attest(Box<NewAttestation>, oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>),
+    Attest(Box<NewAttestation>, oneshot::Sender<Result<Result<store::Inserted, Refusal>, WriteFailed>>),
     Transfer(Box<NewTransfer>, oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>),
     /// Settle an epoch; `in_order` when the epoch manager settles it as the next one, which
     /// records how far it got (where it resumes after a restart).
@@ -138,7 +138,7 @@ impl Writer {
         let _ = self.tx.send(WriteOp::Heal).await;
     }
 
-    pub async fn attest(&self, a: NewAttestation) -> Result<Result<bool, Refusal>, WriteFailed> {
+    pub async fn attest(&self, a: NewAttestation) -> Result<Result<store::Inserted, Refusal>, WriteFailed> {
         let (reply, rx) = oneshot::channel();
         self.send(WriteOp::Attest(Box::new(a), reply)).await?;
         rx.await.map_err(|_| WriteFailed("the write was not completed (storage failure or shutdown)".into()))?
@@ -197,7 +197,7 @@ impl Writer {
 }
 
 enum Pending {
-    Attest(oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>, Result<store::Inserted, Refusal>, u64),
+    Attest(oneshot::Sender<Result<Result<store::Inserted, Refusal>, WriteFailed>>, Result<store::Inserted, Refusal>, u64),
     Transfer(oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>, Result<bool, Refusal>),
     /// The reply, the settlement and whether it changed, and whether the epoch manager settled it in order.
     Settle(oneshot::Sender<Result<(Settlement, bool), WriteFailed>>, (Settlement, bool), bool),
@@ -242,49 +242,65 @@ fn heal(ctx: &Ctx) {
     }
 }
 
+/// Do one op inside the batch's transaction; on failure, hand the op back (unanswered).
+fn apply_op(ctx: &Ctx, w: &redb::WriteTransaction, op: WriteOp, pending: &mut Vec<Pending>) -> Result<(), (StoreError, Option<WriteOp>)> {
+    match op {
+        WriteOp::Attest(a, reply) => match store::insert_attestation(w, &a) {
+            Ok(outcome) => pending.push(Pending::Attest(reply, outcome, a.epoch)),
+            Err(e) => return Err((e, Some(WriteOp::Attest(a, reply)))),
+        },
+        WriteOp::Transfer(t, reply) => match store::insert_transfer(w, &t) {
+            Ok(outcome) => pending.push(Pending::Transfer(reply, outcome)),
+            Err(e) => return Err((e, Some(WriteOp::Transfer(t, reply)))),
+        },
+        WriteOp::Settle { epoch, in_order, reply } => {
+            let settled = store::settle_epoch(w, &ctx.spec, epoch).and_then(|s| {
+                if in_order {
+                    store::mark_settled_through(w, epoch)?;
+                }
+                Ok(s)
+            });
+            match settled {
+                Ok(settled) => pending.push(Pending::Settle(reply, settled, in_order)),
+                Err(e) => return Err((e, Some(WriteOp::Settle { epoch, in_order, reply }))),
+            }
+        }
+        WriteOp::Vote(v, reply) => match store::store_vote(w, &v) {
+            Ok(outcome) => pending.push(Pending::Vote(reply, outcome)),
+            Err(e) => return Err((e, Some(WriteOp::Vote(v, reply)))),
+        },
+        WriteOp::Certify(c, reply) => match store::apply_certificate(w, &c.0, c.1.as_ref()) {
+            Ok(applied) => pending.push(Pending::Certify(reply, applied)),
+            Err(e) => return Err((e, Some(WriteOp::Certify(c, reply)))),
+        },
+        WriteOp::RecordAnchor(epoch, rec, reply) => match store::record_anchor(w, epoch, &rec) {
+            Ok(()) => pending.push(Pending::Anchor(reply)),
+            Err(e) => return Err((e, Some(WriteOp::RecordAnchor(epoch, rec, reply)))),
+        },
+        WriteOp::PruneNonces(now) => match store::prune_nonces(w, now) {
+            Ok(removed) if removed > 0 => tracing::debug!(removed, "pruned expired nonces"),
+            Ok(_) => {}
+            Err(e) => return Err((e, None)),
+        },
+        WriteOp::Heal => {}
+    }
+    Ok(())
+}
+
 fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
     let n = batch.len();
     let mut pending = Vec::with_capacity(n);
+    // An op whose write fails comes back here, so its caller is answered with the failure too.
+    let mut failed_op: Option<WriteOp> = None;
+    // Not drained: ops after a failed one stay in `ops`, to be answered below.
+    let mut ops = std::mem::take(batch).into_iter();
     let result: Result<(), StoreError> = (|| {
         let db = ctx.db.get()?;
         let w = db.begin_write()?;
-        for op in batch.drain(..) {
-            match op {
-                WriteOp::Attest(a, reply) => {
-                    let outcome = store::insert_attestation(&w, &a)?;
-                    pending.push(Pending::Attest(reply, outcome, a.epoch));
-                }
-                WriteOp::Transfer(t, reply) => {
-                    let outcome = store::insert_transfer(&w, &t)?;
-                    pending.push(Pending::Transfer(reply, outcome));
-                }
-                WriteOp::Settle { epoch, in_order, reply } => {
-                    let settled = store::settle_epoch(&w, &ctx.spec, epoch)?;
-                    if in_order {
-                        store::mark_settled_through(&w, epoch)?;
-                    }
-                    pending.push(Pending::Settle(reply, settled, in_order));
-                }
-                WriteOp::Vote(v, reply) => {
-                    let outcome = store::store_vote(&w, &v)?;
-                    pending.push(Pending::Vote(reply, outcome));
-                }
-                WriteOp::Certify(c, reply) => {
-                    let (cert, offered) = *c;
-                    let applied = store::apply_certificate(&w, &cert, offered.as_ref())?;
-                    pending.push(Pending::Certify(reply, applied));
-                }
-                WriteOp::RecordAnchor(epoch, rec, reply) => {
-                    store::record_anchor(&w, epoch, &rec)?;
-                    pending.push(Pending::Anchor(reply));
-                }
-                WriteOp::PruneNonces(now) => {
-                    let removed = store::prune_nonces(&w, now)?;
-                    if removed > 0 {
-                        tracing::debug!(removed, "pruned expired nonces");
-                    }
-                }
-                WriteOp::Heal => {}
+        for op in ops.by_ref() {
+            if let Err((e, op)) = apply_op(ctx, &w, op, &mut pending) {
+                failed_op = op;
+                return Err(e);
             }
         }
         w.commit()?;
@@ -306,7 +322,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
             }
             for p in pending {
                 match p {
-                    Pending::Attest(reply, outcome, _) => drop(reply.send(Ok(outcome.map(|i| i.new)))),
+                    Pending::Attest(reply, outcome, _) => drop(reply.send(Ok(outcome))),
                     Pending::Transfer(reply, outcome) => drop(reply.send(Ok(outcome))),
                     Pending::Settle(reply, s, _) => drop(reply.send(Ok(s))),
                     Pending::Vote(reply, o) => drop(reply.send(Ok(o))),
@@ -332,10 +348,12 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
                     Pending::Anchor(reply) => drop(reply.send(Err(failed.clone()))),
                 }
             }
-            // Ops the failed transaction never reached (it may fail before the first).
-            for op in batch.drain(..) {
+            // The op that failed, and those the failed transaction never reached (it may fail
+            // before the first).
+            for op in failed_op.into_iter().chain(ops) {
                 match op {
-                    WriteOp::Attest(_, reply) | WriteOp::Transfer(_, reply) => drop(reply.send(Err(failed.clone()))),
+                    WriteOp::Attest(_, reply) => drop(reply.send(Err(failed.clone()))),
+                    WriteOp::Transfer(_, reply) => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Settle { reply, .. } => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Vote(_, reply) => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Certify(_, reply) => drop(reply.send(Err(failed.clone()))),
@@ -413,10 +431,11 @@ mod tests {
 
     fn attestation(i: u8, epoch: u64) -> NewAttestation {
         let payload = SignedPayload { scheme: Scheme::CanonicalJson, body: format!("{{\"i\":{i}}}"), public_key: [i; 32], signature: [i; 64] };
-        let id = payload.id();
         let receipt = Receipt { node_key: [0; 32], slot: epoch * 10, nonce: format!("nonce-{i}"), signature: [0; 64] };
+        let id = protocol::attestation::record_id(&payload.payload_id(), &receipt.node_key, receipt.slot);
         let claim = StoredClaim {
             wallet: format!("wallet-{i}"),
+            key: hex::encode([i; 32]),
             miner_id: format!("box-{i}"),
             slot: epoch * 10,
             weight: 1_000_000_000,
@@ -426,7 +445,7 @@ mod tests {
             family: "x86".into(),
             arch: "modern".into(),
         };
-        NewAttestation { origin: store::Origin::Miner, record: AttestationRecord { payload, receipt }, id, epoch, claim, nonce_expires: u64::MAX }
+        NewAttestation { origin: store::Origin::Miner, record: AttestationRecord { payload, receipt }, id, epoch, claim, nonce_expires: u64::MAX, oldest_open_epoch: epoch }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,7 +461,7 @@ mod tests {
         let metrics = MetricsBuilder::new().into_shared().0;
         let (writer, task) = Writer::spawn(handle.clone(), spec, tallies.clone(), metrics.clone(), 64);
 
-        assert_eq!(writer.attest(attestation(1, 5)).await.unwrap(), Ok(true));
+        assert!(writer.attest(attestation(1, 5)).await.unwrap().unwrap().new);
         assert_eq!(tallies.enrolled(5), Some(1));
 
         // The disk fills: the write fails, nothing of it is stored, the node says so.
@@ -457,10 +476,10 @@ mod tests {
 
         // Space returns: the next write reopens the database and succeeds.
         full.store(false, Ordering::SeqCst);
-        assert_eq!(writer.attest(attestation(4, 5)).await.unwrap(), Ok(true));
+        assert!(writer.attest(attestation(4, 5)).await.unwrap().unwrap().new);
         assert!(tallies.writable());
         // What failed was not half-stored: the same writes go through now, exactly once.
-        assert_eq!(writer.attest(attestation(2, 5)).await.unwrap(), Ok(true));
+        assert!(writer.attest(attestation(2, 5)).await.unwrap().unwrap().new);
         assert_eq!(writer.attest(attestation(2, 5)).await.unwrap(), Err(Refusal::NonceReplay));
         assert_eq!(tallies.enrolled(5), Some(3));
 

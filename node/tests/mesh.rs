@@ -160,7 +160,7 @@ fn a_hostile_peer_is_banned_and_honest_nodes_keep_working() {
     let sub = parse_submission(&serde_json::to_vec(&miner.body("not-a-real-nonce")).unwrap()).unwrap();
     let payload = sub.payload();
     let spec = protocol::ChainSpec::builtin("devnet").unwrap();
-    let mut receipt = Receipt::sign(&spec, &hostile_key, &payload.id(), 1, &sub.nonce);
+    let mut receipt = Receipt::sign(&spec, &hostile_key, &payload.payload_id(), 1, &sub.nonce);
     receipt.signature[0] ^= 0xff;
     let forged = AttestationRecord { payload, receipt };
     let forged_id = forged.id();

@@ -20,7 +20,7 @@ use protocol::ChainSpec;
 use protocol::attestation;
 use protocol::canonical_json;
 use protocol::crypto::{self, Keypair};
-use protocol::enrollment::{self, Binding, Claim};
+use protocol::enrollment::{self, BindingKind, Bindings, Claim};
 use protocol::settlement;
 
 fn bench_attestation(c: &mut Criterion) {
@@ -83,7 +83,7 @@ fn bench_settlement(c: &mut Criterion) {
         .collect();
     assert_eq!(weights.len(), N);
     let none = settlement::TransferInput::default();
-    let s = settlement::settle(&spec, 355, [0; 32], &weights, &none).expect("settles");
+    let s = settlement::settle(&spec, 355, [0; 32], &weights, &Default::default(), &none).expect("settles");
     assert_eq!(s.distributed_urtc, spec.epoch_pot_urtc);
     eprintln!("settlement of {N} wallets: {} canonical bytes", s.canonical_bytes().len());
 
@@ -92,12 +92,12 @@ fn bench_settlement(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(8));
     g.bench_function("settle+hash/100000", |b| {
         b.iter(|| {
-            let s = settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), &none).expect("settles");
+            let s = settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), &Default::default(), &none).expect("settles");
             black_box(s.hash())
         })
     });
     g.bench_function("part/settle/100000", |b| {
-        b.iter(|| black_box(settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), &none).expect("settles")))
+        b.iter(|| black_box(settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), &Default::default(), &none).expect("settles")))
     });
     g.bench_function("part/hash/100000", |b| b.iter(|| black_box(black_box(&s).hash())));
 
@@ -121,12 +121,12 @@ fn bench_settlement(c: &mut Criterion) {
         }
     }
     let pending = input.pending.len();
-    let s = settlement::settle(&spec, 355, [0; 32], &weights, &input).expect("settles");
+    let s = settlement::settle(&spec, 355, [0; 32], &weights, &Default::default(), &input).expect("settles");
     let applied = s.transfers.iter().filter(|t| t.result == settlement::TransferResult::Applied).count();
     eprintln!("settlement of {N} wallets + {pending} transfers: {applied} applied, {} canonical bytes", s.canonical_bytes().len());
     assert!(pending >= N && applied > N * 9 / 10 && applied < pending, "the benchmark must judge real transfers");
     g.bench_function("part/settle/100000+transfers/100000", |b| {
-        b.iter(|| black_box(settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), black_box(&input)).expect("settles")))
+        b.iter(|| black_box(settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), &Default::default(), black_box(&input)).expect("settles")))
     });
     g.bench_function("part/hash/100000+transfers/100000", |b| b.iter(|| black_box(black_box(&s).hash())));
     // The hash's two halves: encoding the record, and SHA-256 over its bytes.
@@ -135,7 +135,7 @@ fn bench_settlement(c: &mut Criterion) {
     g.bench_function("part/sha256/100000+transfers/100000", |b| b.iter(|| black_box(crypto::sha256(black_box(&bytes)))));
     g.bench_function("settle+hash/100000+transfers/100000", |b| {
         b.iter(|| {
-            let s = settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), black_box(&input)).expect("settles");
+            let s = settlement::settle(&spec, black_box(355), [0; 32], black_box(&weights), &Default::default(), black_box(&input)).expect("settles");
             black_box(s.hash())
         })
     });
@@ -151,25 +151,29 @@ fn bench_enrollment(c: &mut Criterion) {
         .map(|i| {
             let wallet = names[i % names.len()].clone();
             let serial = (i % 10 != 0).then(|| format!("{:040x}", i % names.len()));
-            Claim { wallet, slot: (i as u64 * 7919) % 600, id: crypto::sha256(&(i as u64).to_le_bytes()), weight: 1_000_000_000 + i as u64, serial_hash: serial }
+            let key = format!("{:064x}", i % names.len());
+            Claim { wallet, key, slot: (i as u64 * 7919) % 600, id: crypto::sha256(&(i as u64).to_le_bytes()), weight: 1_000_000_000 + i as u64, serial_hash: serial }
         })
         .collect();
-    let mut bindings: BTreeMap<String, Binding> = BTreeMap::new();
-    for c in &claims {
-        enrollment::bind_serial(&mut bindings, c);
+    // Bindings certified before the epoch: half the wallets' keys and serials; 1,000 of the
+    // serials held by another wallet.
+    let mut bindings = Bindings::new();
+    for (i, c) in claims.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        bindings.insert((BindingKind::WalletKey, c.wallet.clone()), c.key.clone());
+        if let Some(s) = &c.serial_hash {
+            let owner = if i < 2_000 { format!("someone-else-{i}") } else { c.wallet.clone() };
+            bindings.insert((BindingKind::Serial, s.clone()), owner);
+        }
     }
-    for (i, b) in bindings.values_mut().enumerate().take(1_000) {
-        b.wallet = format!("someone-else-{i}");
-    }
-    let enrolled = enrollment::enroll(&claims, &bindings);
-    eprintln!("enrollment: {N} claims -> {} wallets enrolled", enrolled.len());
+    let e = enrollment::enroll(&claims, &bindings);
+    eprintln!("enrollment: {N} claims -> {} wallets enrolled, {} new bindings", e.enrolled.len(), e.new_bindings.len());
 
     let mut g = c.benchmark_group("enrollment");
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(8));
     g.bench_function("enroll/100000", |b| b.iter(|| black_box(enrollment::enroll(black_box(&claims), black_box(&bindings)))));
     g.bench_function("enroll+weights/100000", |b| {
-        b.iter(|| black_box(enrollment::weights(&enrollment::enroll(black_box(&claims), black_box(&bindings)))))
+        b.iter(|| black_box(enrollment::weights(&enrollment::enroll(black_box(&claims), black_box(&bindings)).enrolled)))
     });
     g.finish();
 }

@@ -11,7 +11,9 @@ use crate::multiplier;
 use crate::spec::ChainSpec;
 
 /// Largest body a node accepts at `/attest/submit` (and the largest payload a record may carry).
-pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// A field miner's attestation is about 2.5 KB; this leaves room for a few KiB of signed extra
+/// fields, which every node stores and replicates forever, and no more.
+pub const MAX_BODY_BYTES: usize = 16 << 10;
 
 /// Keys removed from the request object before it is canonicalized and signed.
 pub const SIGNATURE_KEYS: [&str; 3] = ["signature", "signature_type", "public_key"];
@@ -56,6 +58,8 @@ pub enum AttestError {
     MissingSignature,
     #[error("{0}")]
     InvalidSignature(KeyError),
+    #[error("miner {miner} is an RTC address that the signing key does not own (the key's address is {owner})")]
+    KeyMismatch { miner: String, owner: String },
 }
 
 impl AttestError {
@@ -73,6 +77,7 @@ impl AttestError {
             AttestError::InvalidMacs => "INVALID_SIGNALS_MACS",
             AttestError::MissingSignature => "MISSING_SIGNATURE",
             AttestError::InvalidSignature(_) => "INVALID_SIGNATURE",
+            AttestError::KeyMismatch { .. } => "KEY_MISMATCH",
         }
     }
 }
@@ -80,6 +85,12 @@ impl AttestError {
 /// `^[A-Za-z0-9._:-]{1,128}$`: the form of miner ids and wallet names.
 pub fn valid_miner_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+/// Whether `wallet` has the form of an RTC address (`RTC` + 40 hex digits, in any case): such a
+/// wallet earns only for the key whose address it is (PROTOCOL.md §5.1).
+pub fn is_rtc_address(wallet: &str) -> bool {
+    wallet.len() == 43 && wallet[..3].eq_ignore_ascii_case("rtc") && wallet[3..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A submission whose shape and signature have been checked.
@@ -109,7 +120,7 @@ fn str_field<'a>(obj: &'a Value, key: &'static str) -> Result<Option<&'a str>, A
 /// Parse and check a submit body: JSON shape, required sections, then the signature.
 pub fn parse_submission(bytes: &[u8]) -> Result<Submission, AttestError> {
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(AttestError::InvalidField("body", "is larger than 1 MiB"));
+        return Err(AttestError::InvalidField("body", "is larger than 16 KiB"));
     }
     let request = canonical_json::parse(bytes).map_err(|e| AttestError::InvalidJson(e.to_string()))?;
     let Value::Object(mut fields) = request else { return Err(AttestError::NotAnObject) };
@@ -157,6 +168,12 @@ pub fn parse_submission(bytes: &[u8]) -> Result<Submission, AttestError> {
     let canonical = body.to_canonical();
     let sub = Submission { scheme, body, canonical, miner, miner_id, nonce, public_key, signature };
     crypto::verify(&sub.public_key, &sub.signed_message(), &sub.signature).map_err(AttestError::InvalidSignature)?;
+    if is_rtc_address(&sub.miner) {
+        let owner = crypto::address_of(&sub.public_key);
+        if sub.miner != owner {
+            return Err(AttestError::KeyMismatch { miner: sub.miner, owner });
+        }
+    }
     Ok(sub)
 }
 
@@ -307,6 +324,18 @@ pub struct Evaluation {
 }
 
 pub fn evaluate(spec: &ChainSpec, sub: &Submission, slot: u64) -> Evaluation {
+    if sub.scheme == Scheme::Legacy {
+        // The legacy signature covers `miner_id|miner|nonce|commitment` only: the device and the
+        // fingerprint could have been swapped after signing, so neither is read. Without evidence
+        // the fingerprint fails (the reference's RIP-309 rule): 1.0x hardware, one unit of weight.
+        return Evaluation {
+            device: Device::default(),
+            verdict: Verdict { passed: false, reasons: vec!["legacy_signature_unmeasured".into()] },
+            serial_hash: None,
+            hw_weight: multiplier::UNIT,
+            weight: 1,
+        };
+    }
     let device = Device::from_body(&sub.body);
     let verdict = fingerprint::judge(&sub.body, &device);
     let hw_weight = multiplier::hardware_weight(&device.arch, spec.age_seconds(slot));
@@ -327,8 +356,9 @@ pub struct SignedPayload {
 }
 
 impl SignedPayload {
-    /// The record id: `sha256_parts("rustchain/attestation/v1", [scheme, body, public_key, signature])`.
-    pub fn id(&self) -> Hash32 {
+    /// The payload id, which the receipt signs: `sha256_parts("rustchain/attestation/v1", [scheme,
+    /// body, public_key, signature])`. The same payload under two receipts is two records.
+    pub fn payload_id(&self) -> Hash32 {
         sha256_parts(
             "rustchain/attestation/v1",
             &[&[self.scheme as u8], self.body.as_bytes(), &self.public_key, &self.signature],
@@ -387,6 +417,11 @@ impl Receipt {
     }
 }
 
+/// The id of the record that wraps payload `payload_id` in `node_key`'s receipt at `slot`.
+pub fn record_id(payload_id: &Hash32, node_key: &[u8; 32], slot: u64) -> Hash32 {
+    sha256_parts("rustchain/attestation-record/v2", &[payload_id, node_key, &slot.to_be_bytes()])
+}
+
 /// An accepted attestation: the unit stored, relayed and merged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttestationRecord {
@@ -407,8 +442,13 @@ pub enum RecordError {
 }
 
 impl AttestationRecord {
+    /// The record id: `sha256_parts("rustchain/attestation-record/v2", [payload_id, node_key,
+    /// u64be(slot)])`. The receipt is part of the record's identity: two receipts of one payload
+    /// (two nodes, or one node key at two slots) are two records, every node holding both computes
+    /// the same views, and the digests differ until both sides hold both. The receipt signature is
+    /// left out, so a signer cannot mint many records of one (payload, key, slot) by re-signing.
     pub fn id(&self) -> Hash32 {
-        self.payload.id()
+        record_id(&self.payload.payload_id(), &self.receipt.node_key, self.receipt.slot)
     }
 
     pub fn to_cbor(&self) -> Vec<u8> {
@@ -430,7 +470,7 @@ impl AttestationRecord {
         if sub.nonce != self.receipt.nonce {
             return Err(RecordError::NonceMismatch);
         }
-        self.receipt.verify(spec, &self.id()).map_err(RecordError::Receipt)?;
+        self.receipt.verify(spec, &self.payload.payload_id()).map_err(RecordError::Receipt)?;
         Ok(sub)
     }
 }
@@ -526,7 +566,7 @@ mod tests {
         let (miner, node, other) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]), Keypair::from_seed(&[3; 32]));
         let sub = parse_submission(&signed_body(&miner, "w", "nonce-1")).unwrap();
         let payload = sub.payload();
-        let receipt = Receipt::sign(&spec, &node, &payload.id(), 42, "nonce-1");
+        let receipt = Receipt::sign(&spec, &node, &payload.payload_id(), 42, "nonce-1");
         let rec = AttestationRecord { payload, receipt };
         let back = AttestationRecord::from_cbor(&rec.to_cbor()).unwrap();
         assert_eq!(back, rec);
@@ -536,7 +576,7 @@ mod tests {
         forged.receipt.slot = 41;
         assert!(matches!(forged.verify(&spec), Err(RecordError::Receipt(_))));
         let mut forged = rec.clone();
-        forged.receipt = Receipt::sign(&spec, &other, &rec.id(), 42, "nonce-2");
+        forged.receipt = Receipt::sign(&spec, &other, &rec.payload.payload_id(), 42, "nonce-2");
         assert!(matches!(forged.verify(&spec), Err(RecordError::NonceMismatch)));
         let mut forged = rec.clone();
         forged.payload.body = forged.payload.body.replace("\"w\"", "\"v\"");

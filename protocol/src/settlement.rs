@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Hash32, HashWriter};
+use crate::enrollment::Bindings;
 use crate::spec::ChainSpec;
 
 /// Version of the settlement record layout; part of the hashed bytes.
-/// Version 2 added `transfers` and `transfer_changes`.
-pub const SETTLEMENT_VERSION: u64 = 2;
+/// Version 2 added `transfers` and `transfer_changes`; version 3 added `bindings`.
+pub const SETTLEMENT_VERSION: u64 = 3;
 
 /// An immutable string shared by reference count: a transfer's hash and addresses are copied
 /// from the input into the record (and into `transfer_changes`) without copying their bytes.
@@ -50,6 +51,19 @@ pub struct Settlement {
     /// `address`. With the shares in `entries` this is everything the epoch changes: see
     /// [`Settlement::balance_changes`].
     pub transfer_changes: Vec<BalanceChange>,
+    /// What this epoch bound that no earlier certified settlement had (a serial to a wallet, a
+    /// wallet name to a key: PROTOCOL.md §7), sorted by `kind`, then `key`. Once certified, a
+    /// binding holds for every later epoch.
+    pub bindings: Vec<NewBinding>,
+}
+
+/// One binding an epoch made. Field order is the hashed order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewBinding {
+    /// `serial` (key: serial hash, owner: wallet) or `wallet_key` (key: wallet, owner: public key hex).
+    pub kind: String,
+    pub key: String,
+    pub owner: String,
 }
 
 /// A verified transfer waiting to be settled: the fields the settlement needs.
@@ -218,6 +232,7 @@ pub fn settle(
     epoch: u64,
     prev_settlement_hash: Hash32,
     weights: &BTreeMap<String, u64>,
+    bindings: &Bindings,
     transfers: &TransferInput,
 ) -> Result<Settlement, SettleError> {
     let shares = split_pot(spec.epoch_pot_urtc, weights)?;
@@ -328,6 +343,11 @@ pub fn settle(
         entries,
         transfers: outcomes,
         transfer_changes,
+        // `Bindings` is ordered by (kind, key), and the kinds' names sort as the kinds do.
+        bindings: bindings
+            .iter()
+            .map(|((kind, key), owner)| NewBinding { kind: kind.as_str().to_owned(), key: key.clone(), owner: owner.clone() })
+            .collect(),
     })
 }
 
@@ -427,6 +447,9 @@ impl Settlement {
             "transfer_changes": self.transfer_changes.iter().map(|c| serde_json::json!({
                 "address": c.address, "credit_urtc": c.credit_urtc, "debit_urtc": c.debit_urtc,
             })).collect::<Vec<_>>(),
+            "bindings": self.bindings.iter().map(|b| serde_json::json!({
+                "kind": b.kind, "key": b.key, "owner": b.owner,
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -470,7 +493,7 @@ mod tests {
     #[test]
     fn empty_epoch_pays_nothing() {
         let spec = ChainSpec::builtin("devnet").unwrap();
-        let s = settle(&spec, 7, [0; 32], &BTreeMap::new(), &TransferInput::default()).unwrap();
+        let s = settle(&spec, 7, [0; 32], &BTreeMap::new(), &Bindings::new(), &TransferInput::default()).unwrap();
         assert_eq!((s.distributed_urtc, s.entries.len(), s.total_weight), (0, 0, 0));
     }
 
@@ -480,7 +503,7 @@ mod tests {
         // independent Python encoder). Changing these bytes is a consensus change.
         let spec = ChainSpec::builtin("mainnet").unwrap();
         let s = settle(&spec, 355, [0x11; 32],
-            &weights(&[("alice", 2_500_000_000), ("bob", 800_000_000), ("carol", 1_000_000_000)]), &TransferInput::default()).unwrap();
+            &weights(&[("alice", 2_500_000_000), ("bob", 800_000_000), ("carol", 1_000_000_000)]), &Bindings::new(), &TransferInput::default()).unwrap();
         let bytes = s.canonical_bytes();
         assert_eq!(hex::encode(&bytes), GOLDEN_HEX);
         assert_eq!(hex::encode(s.hash()), GOLDEN_HASH);
@@ -492,9 +515,9 @@ mod tests {
         // Worked example 2 in docs/PROTOCOL.md: an epoch nobody enrolled in.
         let spec = ChainSpec::builtin("devnet").unwrap();
         let prev: Hash32 = hex::decode(GOLDEN_HASH).unwrap().try_into().unwrap();
-        let s = settle(&spec, 1_410_000, prev, &BTreeMap::new(), &TransferInput::default()).unwrap();
-        assert_eq!(hex::encode(s.canonical_bytes()), "aa6776657273696f6e026a6e6574776f726b5f6964666465766e65746565706f63681a001583d068706f745f757274631a0016e36074707265765f736574746c656d656e745f68617368582024dbcc562882c7185e4257bda0642a2f26340ba38f4e728bad3ede9cff8491366c746f74616c5f776569676874007064697374726962757465645f757274630067656e747269657380697472616e736665727380707472616e736665725f6368616e67657380");
-        assert_eq!(hex::encode(s.hash()), "1d28de4ef89786a12dca927251485ddb77b6caa73bf64dcddb7d8f47c9bc84d6");
+        let s = settle(&spec, 1_410_000, prev, &BTreeMap::new(), &Bindings::new(), &TransferInput::default()).unwrap();
+        assert_eq!(hex::encode(s.canonical_bytes()), "ab6776657273696f6e036a6e6574776f726b5f6964666465766e65746565706f63681a001583d068706f745f757274631a0016e36074707265765f736574746c656d656e745f686173685820dcc6450b0771f810b4b7ee34c45f66f60c4914dd7c678fb9a35549429f676a026c746f74616c5f776569676874007064697374726962757465645f757274630067656e747269657380697472616e736665727380707472616e736665725f6368616e676573806862696e64696e677380");
+        assert_eq!(hex::encode(s.hash()), "4a851cf7963a20d816777e2bd15dd33c01f6f0f24809c7fbcb3f9a9400c26d89");
     }
 
     /// Worked example 3 in docs/PROTOCOL.md: the rewards of example 1, then four transfers: one
@@ -516,7 +539,19 @@ mod tests {
             accounts: [("alice".into(), Account { balance_urtc: 10, last_nonce: Some(7) })].into_iter().collect(),
         };
         settle(&spec, 356, [0x22; 32],
-            &weights(&[("alice", 2_500_000_000), ("bob", 800_000_000), ("carol", 1_000_000_000)]), &input).unwrap()
+            &weights(&[("alice", 2_500_000_000), ("bob", 800_000_000), ("carol", 1_000_000_000)]), &example_bindings(), &input).unwrap()
+    }
+
+    /// Example 3's bindings: alice's serial, and the wallet names' keys.
+    fn example_bindings() -> Bindings {
+        use crate::enrollment::BindingKind::{Serial, WalletKey};
+        [
+            ((Serial, "6b0032bb4aa5ae248b6f7aa17b5ddeaf8d787a37".to_owned()), "alice".to_owned()),
+            ((WalletKey, "alice".to_owned()), "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8".to_owned()),
+            ((WalletKey, "bob".to_owned()), "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c".to_owned()),
+        ]
+        .into_iter()
+        .collect()
     }
 
     #[test]
@@ -541,9 +576,9 @@ mod tests {
         assert_eq!(Settlement::from_cbor(&s.canonical_bytes()).unwrap(), s);
     }
 
-    const GOLDEN_TRANSFERS_HASH: &str = "46f2839ad26950940493dea8286f659e89834d8ec4397457537b5a568ff18655";
-    const GOLDEN_HEX: &str = "aa6776657273696f6e026a6e6574776f726b5f6964676d61696e6e65746565706f636819016368706f745f757274631a0016e36074707265765f736574746c656d656e745f68617368582011111111111111111111111111111111111111111111111111111111111111116c746f74616c5f7765696768741b00000001004ccb007064697374726962757465645f757274631a0016e36067656e747269657383a3656d696e657265616c696365667765696768741a9502f9006a73686172655f757274631a000d4e9da3656d696e657263626f62667765696768741a2faf08006a73686172655f757274631a0004421ea3656d696e6572656361726f6c667765696768741a3b9aca006a73686172655f757274631a000552a5697472616e736665727380707472616e736665725f6368616e67657380";
-    const GOLDEN_HASH: &str = "24dbcc562882c7185e4257bda0642a2f26340ba38f4e728bad3ede9cff849136";
+    const GOLDEN_TRANSFERS_HASH: &str = "6dbb11fae9feee0810a5e0072425bc39111532e1b1db37862391441bef20870b";
+    const GOLDEN_HEX: &str = "ab6776657273696f6e036a6e6574776f726b5f6964676d61696e6e65746565706f636819016368706f745f757274631a0016e36074707265765f736574746c656d656e745f68617368582011111111111111111111111111111111111111111111111111111111111111116c746f74616c5f7765696768741b00000001004ccb007064697374726962757465645f757274631a0016e36067656e747269657383a3656d696e657265616c696365667765696768741a9502f9006a73686172655f757274631a000d4e9da3656d696e657263626f62667765696768741a2faf08006a73686172655f757274631a0004421ea3656d696e6572656361726f6c667765696768741a3b9aca006a73686172655f757274631a000552a5697472616e736665727380707472616e736665725f6368616e676573806862696e64696e677380";
+    const GOLDEN_HASH: &str = "dcc6450b0771f810b4b7ee34c45f66f60c4914dd7c678fb9a35549429f676a02";
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
@@ -568,7 +603,7 @@ mod tests {
             let spec = ChainSpec::builtin("devnet").unwrap();
             let a: BTreeMap<String, u64> = ordered.into_iter().collect();
             let b: BTreeMap<String, u64> = shuffled.into_iter().collect();
-            let (sa, sb) = (settle(&spec, 3, [0; 32], &a, &TransferInput::default()).unwrap(), settle(&spec, 3, [0; 32], &b, &TransferInput::default()).unwrap());
+            let (sa, sb) = (settle(&spec, 3, [0; 32], &a, &Bindings::new(), &TransferInput::default()).unwrap(), settle(&spec, 3, [0; 32], &b, &Bindings::new(), &TransferInput::default()).unwrap());
             prop_assert_eq!(sa.canonical_bytes(), sb.canonical_bytes());
             prop_assert_eq!(sa.distributed_urtc, if a.is_empty() { 0 } else { spec.epoch_pot_urtc });
         }
@@ -595,6 +630,9 @@ mod tests {
             weights in prop::collection::btree_map("[a-z\u{e9}\u{4e16}]{0,30}", any::<u32>().prop_map(u64::from), 0..40),
             transfers in prop::collection::vec(("[a-f0-9]{0,70}", "[a-c]{1,3}", "[a-d]{1,3}", any::<u64>(), any::<u64>()), 0..40),
             accounts in prop::collection::btree_map("[a-c]{1,3}", (any::<u64>(), any::<Option<u64>>()), 0..10),
+            bindings in prop::collection::btree_map(
+                (prop_oneof![Just(crate::enrollment::BindingKind::Serial), Just(crate::enrollment::BindingKind::WalletKey)], "[a-f0-9\u{e9}]{0,40}"),
+                "[a-z0-9]{0,64}", 0..10),
             epoch in any::<u64>(), prev in any::<[u8; 32]>(),
         ) {
             let spec = ChainSpec::builtin("devnet").unwrap();
@@ -605,7 +643,7 @@ mod tests {
                 accounts: accounts.into_iter().map(|(a, (balance_urtc, last_nonce))| (a.into(), Account { balance_urtc, last_nonce })).collect(),
             };
             // Overflowing inputs are refused, not encoded.
-            if let Ok(s) = settle(&spec, epoch, prev, &weights, &input) {
+            if let Ok(s) = settle(&spec, epoch, prev, &weights, &bindings, &input) {
                 let mut reference = Vec::new();
                 ciborium::into_writer(&s, &mut reference).unwrap();
                 prop_assert_eq!(&s.canonical_bytes(), &reference);

@@ -227,7 +227,7 @@ mod tests {
             input.pending.insert(tx, t);
         }
         let weights = (0..100_000).map(|i| (addr(i), 1_000_000_000)).collect();
-        let s = settlement::settle(&spec, 7, [0; 32], &weights, &input).unwrap();
+        let s = settlement::settle(&spec, 7, [0; 32], &weights, &Default::default(), &input).unwrap();
         assert!(s.transfers.iter().all(|t| t.result == settlement::TransferResult::Applied));
         assert_eq!(s.transfer_changes.len(), 100_001, "every sender and receiver moved");
         let bytes = cbor4ii::serde::to_vec(Vec::new(), &Response::Epoch { settlement: Some(s), certificate: None }).unwrap();

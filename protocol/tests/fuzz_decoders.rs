@@ -65,7 +65,7 @@ fn seed_record() -> AttestationRecord {
     let spec = ChainSpec::builtin("devnet").unwrap();
     let sub = attestation::parse_submission(&signed_seed()).unwrap();
     let payload = sub.payload();
-    let receipt = Receipt::sign(&spec, &Keypair::from_seed(&[7; 32]), &payload.id(), 1234, &sub.nonce);
+    let receipt = Receipt::sign(&spec, &Keypair::from_seed(&[7; 32]), &payload.payload_id(), 1234, &sub.nonce);
     AttestationRecord { payload, receipt }
 }
 
@@ -76,7 +76,7 @@ fn seed_settlement() -> Settlement {
     // One judged transfer, so the decoder of the transfer fields is reached too.
     let t = settlement::PendingTransfer { tx_hash: "ab".into(), from: "alice".into(), to: "dave".into(), amount_urtc: 5, nonce: 1 };
     let input = settlement::TransferInput { pending: [(t.tx_hash.clone(), t)].into_iter().collect(), accounts: BTreeMap::new() };
-    settlement::settle(&spec, 77, [3; 32], &weights, &input).unwrap()
+    settlement::settle(&spec, 77, [3; 32], &weights, &Default::default(), &input).unwrap()
 }
 
 fn seed_transfer() -> serde_json::Value {
@@ -229,7 +229,7 @@ fn check_accepted(bytes: &[u8], slot: u64) -> Result<(), TestCaseError> {
         prop_assert_eq!(again.unwrap().canonical, sub.canonical.clone());
         let _ = attestation::evaluate(&spec, &sub, slot);
         let payload = sub.payload();
-        let receipt = Receipt::sign(&spec, &Keypair::from_seed(&[1; 32]), &payload.id(), slot, &sub.nonce);
+        let receipt = Receipt::sign(&spec, &Keypair::from_seed(&[1; 32]), &payload.payload_id(), slot, &sub.nonce);
         let rec = AttestationRecord { payload, receipt };
         let back = AttestationRecord::from_cbor(&rec.to_cbor());
         prop_assert!(back.as_ref().is_ok_and(|b| *b == rec), "record does not round-trip through CBOR");
@@ -303,7 +303,7 @@ fn check_spec(text: &str, now: u64, epoch: u64, slot: u64) -> Result<(), TestCas
         let _ = (spec.slot_at(now), spec.epoch_at(now), spec.epoch_of_slot(slot), spec.first_slot(epoch));
         let _ = (spec.epoch_end_unix(epoch), spec.settle_at_unix(epoch), spec.age_seconds(slot));
         let weights: BTreeMap<String, u64> = [("a".to_string(), 1), ("b".to_string(), u64::MAX / 4)].into();
-        let s = settlement::settle(&spec, epoch, [0; 32], &weights, &Default::default());
+        let s = settlement::settle(&spec, epoch, [0; 32], &weights, &Default::default(), &Default::default());
         prop_assert!(s.is_ok_and(|s| s.distributed_urtc == spec.epoch_pot_urtc));
     }
     Ok(())
