@@ -137,13 +137,16 @@ async fn attest_once(client: &reqwest::Client, node: &str, seed: u8, i: usize) -
         Err(o) => return o,
     };
     let body = signed_body(&miner_key(seed, i), i, &id, &nonce);
-    let record_id = match attestation::parse_submission(&body) {
-        Ok(sub) => hex::encode(sub.payload().payload_id()),
-        Err(e) => return Outcome::Refused(format!("LOCAL_{}", e.code())),
-    };
+    if let Err(e) = attestation::parse_submission(&body) {
+        return Outcome::Refused(format!("LOCAL_{}", e.code()));
+    }
     let submitted = client.post(format!("{node}/attest/submit")).header("content-type", "application/json").body(body).send().await;
+    // The record id covers the node's receipt, so only the node can say it.
     match answer(submitted).await {
-        Ok(v) => Outcome::Acknowledged { id: record_id, epoch: v.get("epoch").and_then(Value::as_u64).unwrap_or(0) },
+        Ok(v) => match v.get("record_id").and_then(Value::as_str) {
+            Some(record_id) => Outcome::Acknowledged { id: record_id.to_owned(), epoch: v.get("epoch").and_then(Value::as_u64).unwrap_or(0) },
+            None => Outcome::Refused("200_WITHOUT_RECORD_ID".into()),
+        },
         Err(o) => o,
     }
 }

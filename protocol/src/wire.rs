@@ -13,7 +13,7 @@ use crate::settlement::Settlement;
 use crate::transfer::TransferRecord;
 
 /// Wire version; part of every topic and protocol id.
-pub const WIRE_VERSION: u32 = 1;
+pub const WIRE_VERSION: u32 = 2;
 
 /// Largest gossip message accepted or sent.
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
@@ -256,7 +256,7 @@ mod tests {
         }
         assert!(matches!(Request::decode(&vec![0u8; MAX_REQUEST_BYTES + 1]), Err(WireError::TooLarge(_))));
         assert!(matches!(InvAttestation::decode(b"\xa1\x63ids\x01"), Err(WireError::Malformed(_))));
-        assert_eq!(attestation_topic("devnet"), "/rustchain/devnet/attestations/1");
+        assert_eq!(attestation_topic("devnet"), "/rustchain/devnet/attestations/2");
     }
 
 
