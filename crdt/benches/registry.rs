@@ -13,7 +13,7 @@ const MINERS: u32 = 100_000;
 const RECORD_BYTES: usize = 2_300;
 
 fn entry(i: u32) -> Entry {
-    Entry { id: sha256(&i.to_be_bytes()), wallet: format!("RTC{i:040}"), key: String::new(), slot: 10, weight: 1_000_000_000 + u64::from(i), serial_hash: None }
+    Entry { id: sha256(&i.to_be_bytes()), wallet: format!("RTC{i:040}"), key: String::new(), profile: [0; 5], slot: 10, weight: 1_000_000_000 + u64::from(i), serial_hash: None }
 }
 
 fn registry(range: impl Iterator<Item = u32>) -> Registry {

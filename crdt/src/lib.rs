@@ -30,6 +30,9 @@ pub struct Entry {
     pub slot: u64,
     pub weight: u64,
     pub serial_hash: Option<String>,
+    /// The fingerprint's entropy profile.
+    #[serde(default)]
+    pub profile: [u16; 5],
 }
 
 impl Entry {
@@ -41,6 +44,7 @@ impl Entry {
             id: self.id,
             weight: self.weight,
             serial_hash: self.serial_hash.clone(),
+            profile: protocol::entropy::Profile(self.profile),
         }
     }
 }
@@ -161,7 +165,7 @@ impl Registry {
     /// the epochs before it).
     pub fn enrollment(&self, epoch: u64, certified: &Bindings) -> Enrollment {
         let claims: Vec<Claim> = self.entries(epoch).iter().map(Entry::claim).collect();
-        enrollment::enroll(&claims, certified)
+        enrollment::enroll(&claims, certified, &enrollment::profile_index(certified))
     }
 
     /// Settle `epoch` from this registry.

@@ -10,7 +10,16 @@ fn entry_from(seed: u16, epochs: u64) -> (u64, Entry) {
     let epoch = u64::from(id[2]) % epochs;
     let wallet = format!("w{}", id[3] % 12);
     let serial_hash = (id[4] % 3 == 0).then(|| format!("serial-{}", id[5] % 5));
-    (epoch, Entry { id, wallet, key: format!("k{}", id[8] % 2), slot: epoch * 10 + u64::from(id[6] % 10), weight: 1 + u64::from(id[7]) * 10_000_000, serial_hash })
+    (epoch, Entry {
+        id,
+        wallet,
+        key: format!("k{}", id[8] % 2),
+        slot: epoch * 10 + u64::from(id[6] % 10),
+        weight: 1 + u64::from(id[7]) * 10_000_000,
+        serial_hash,
+        // Few distinct measurements, so copies (collisions) and sparse profiles are common.
+        profile: if id[9] % 4 == 0 { [0, 500, 500, 500, 500] } else { [500 + u16::from(id[9] % 3) * 2; 5] },
+    })
 }
 
 /// A transfer record determined by its seed. Few senders, recipients, nonces and amounts, so sets
@@ -221,7 +230,7 @@ proptest! {
 fn a_transfer_counts_from_its_earliest_receipt_and_is_judged_once() {
     let spec = ChainSpec::builtin("devnet").unwrap();
     let mut r = Registry::new();
-    r.insert(0, Entry { id: [1; 32], wallet: "alice".into(), key: "ka".into(), slot: 3, weight: 1_000_000_000, serial_hash: None });
+    r.insert(0, Entry { id: [1; 32], wallet: "alice".into(), key: "ka".into(), slot: 3, weight: 1_000_000_000, serial_hash: None, profile: [0; 5] });
     let t = PendingTransfer { tx_hash: "t1".into(), from: "alice".into(), to: "bob".into(), amount_urtc: 1_000_000, nonce: 1 };
     // Accepted by two nodes: at slot 25 (epoch 2) and slot 12 (epoch 1).
     r.insert_transfer(TransferEntry { record_id: [2; 32], slot: 25, transfer: t.clone() });
@@ -236,7 +245,7 @@ fn a_transfer_counts_from_its_earliest_receipt_and_is_judged_once() {
 
     // A second, different transfer with the same nonce in the same epoch: both rejected.
     let mut c = Registry::new();
-    c.insert(0, Entry { id: [1; 32], wallet: "alice".into(), key: "ka".into(), slot: 3, weight: 1_000_000_000, serial_hash: None });
+    c.insert(0, Entry { id: [1; 32], wallet: "alice".into(), key: "ka".into(), slot: 3, weight: 1_000_000_000, serial_hash: None, profile: [0; 5] });
     let t2 = PendingTransfer { tx_hash: "t2".into(), to: "carol".into(), ..t.clone() };
     c.insert_transfer(TransferEntry { record_id: [2; 32], slot: 12, transfer: t });
     c.insert_transfer(TransferEntry { record_id: [4; 32], slot: 15, transfer: t2 });
@@ -253,8 +262,8 @@ fn views_ignore_arrival_order_and_locality() {
     // both, both pick the same winner (earliest slot, then smallest id), not "the local one".
     let mut a = Registry::new();
     let mut b = Registry::new();
-    let ea = Entry { id: [9; 32], wallet: "alice".into(), key: "ka".into(), slot: 5, weight: 10, serial_hash: Some("s".into()) };
-    let eb = Entry { id: [1; 32], wallet: "bob".into(), key: "kb".into(), slot: 5, weight: 20, serial_hash: Some("s".into()) };
+    let ea = Entry { id: [9; 32], wallet: "alice".into(), key: "ka".into(), slot: 5, weight: 10, serial_hash: Some("s".into()), profile: [0; 5] };
+    let eb = Entry { id: [1; 32], wallet: "bob".into(), key: "kb".into(), slot: 5, weight: 20, serial_hash: Some("s".into()), profile: [0; 5] };
     a.insert(0, ea.clone());
     b.insert(0, eb.clone());
     let (mut ab, mut ba) = (a.clone(), b.clone());

@@ -318,6 +318,7 @@ fn refused(r: Refusal) -> ApiError {
     let code = match &r {
         Refusal::KeyMismatch { .. } => "KEY_MISMATCH",
         Refusal::StaleReceipt { .. } => "STALE_RECEIPT",
+        Refusal::HardwareBinding { .. } => "HARDWARE_BINDING_FAILED",
         Refusal::NonceReplay => "NONCE_REPLAY",
         Refusal::DuplicateHardware(_) => "DUPLICATE_HARDWARE",
         Refusal::EpochSettled(_) => "EPOCH_SETTLED",

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use protocol::attestation::AttestationRecord;
 use protocol::consensus::{EpochCertificate, Equivocation, Vote};
 use protocol::enrollment::{self, BindingKind, Bindings, Claim};
+use protocol::entropy::{Profile, ProfileIndex};
 use protocol::settlement::{self, Account, PendingTransfer, Settlement, TransferInput, TransferResult};
 use protocol::transfer::TransferRecord;
 use protocol::{ChainSpec, Hash32};
@@ -38,6 +39,9 @@ const BINDINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("bin
 /// (epoch, kind, key) -> `EpochFirst` (CBOR): the earliest claim on a serial or a wallet name among
 /// the records of an epoch, for the HTTP path's refusals (settlement derives it again).
 const EPOCH_FIRST: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition::new("epoch_first_claims");
+/// (coarse cell, machine) -> profile text: the certified `profile` bindings by `Profile::cell`, so
+/// a collision check reads at most 32 small ranges (PROTOCOL.md §7.1).
+const PROFILE_CELLS: TableDefinition<(u64, &str), &str> = TableDefinition::new("profile_cells");
 /// (payload id, receipt node key) -> receipt slot: every receipt seen for a miner payload. One payload
 /// under two receipts is two records; one key at two slots is an equivocating receipt signer.
 const PAYLOAD_RECEIPTS: TableDefinition<(&[u8], &[u8]), u64> = TableDefinition::new("payload_receipts");
@@ -83,8 +87,8 @@ const LAST_NONCES: TableDefinition<&str, u64> = TableDefinition::new("last_nonce
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("wallet_history");
 
 /// Every table of the schema. A backup copies exactly these; `check` wants all of them.
-pub const TABLE_NAMES: [&str; 26] = [
-    "meta", "records", "epoch_claims", "enrollments", "bindings", "epoch_first_claims", "payload_receipts",
+pub const TABLE_NAMES: [&str; 27] = [
+    "meta", "records", "epoch_claims", "enrollments", "bindings", "profile_cells", "epoch_first_claims", "payload_receipts",
     "receipt_evidence", "used_nonces", "miners", "settlements", "balances", "ledger", "votes", "certificates",
     "applied", "evidence", "anchors", "transfer_records", "epoch_transfers", "pending_transfers", "pending_out",
     "pending_in", "judged_transfers", "last_nonces", "wallet_history",
@@ -136,6 +140,8 @@ pub struct StoredClaim {
     pub serial_hash: Option<String>,
     pub family: String,
     pub arch: String,
+    /// The fingerprint's entropy profile (PROTOCOL.md §7.1).
+    pub profile: [u16; 5],
 }
 
 impl StoredClaim {
@@ -152,11 +158,20 @@ impl StoredClaim {
             serial_hash: eval.serial_hash.clone(),
             family: eval.device.family.clone(),
             arch: eval.device.arch.clone(),
+            profile: eval.profile.0,
         }
     }
 
     pub fn to_claim(&self, id: Hash32) -> Claim {
-        Claim { wallet: self.wallet.clone(), key: self.key.clone(), slot: self.slot, id, weight: self.weight, serial_hash: self.serial_hash.clone() }
+        Claim {
+            wallet: self.wallet.clone(),
+            key: self.key.clone(),
+            slot: self.slot,
+            id,
+            weight: self.weight,
+            serial_hash: self.serial_hash.clone(),
+            profile: Profile(self.profile),
+        }
     }
 }
 
@@ -321,6 +336,8 @@ pub enum Refusal {
     DuplicateHardware(String),
     #[error("wallet {wallet} belongs to another key ({owner}); sign with that key or use the RTC address of yours")]
     KeyMismatch { wallet: String, owner: String },
+    #[error("{reason}: {detail}")]
+    HardwareBinding { reason: &'static str, detail: String },
     #[error("receipt slot {slot} is in epoch {epoch}, which is no longer open here and not final")]
     StaleReceipt { slot: u64, epoch: u64 },
     #[error("epoch {0} is already settled")]
@@ -373,6 +390,7 @@ pub fn init(db: Database, spec: &ChainSpec, current_epoch: u64) -> Result<Databa
             w.open_table(EPOCH_CLAIMS)?;
             w.open_table(ENROLLMENTS)?;
             w.open_table(BINDINGS)?;
+            w.open_table(PROFILE_CELLS)?;
             w.open_table(EPOCH_FIRST)?;
             w.open_table(PAYLOAD_RECEIPTS)?;
             w.open_table(RECEIPT_EVIDENCE)?;
@@ -527,6 +545,53 @@ fn meta_u64(w: &WriteTransaction, key: &str) -> Result<Option<u64>, StoreError> 
     Ok(w.open_table(META)?.get(key)?.and_then(|v| be_u64(v.value())))
 }
 
+/// The certified profiles (bound by epochs before `epoch`) near any of `claims`' profiles: every
+/// one a collision check of theirs could find.
+fn certified_profiles_near(w: &WriteTransaction, claims: &[Claim], epoch: u64) -> Result<ProfileIndex, StoreError> {
+    let cells = w.open_table(PROFILE_CELLS)?;
+    let bindings = w.open_table(BINDINGS)?;
+    let mut wanted: Vec<u64> = claims.iter().filter(|c| c.profile.is_complete()).flat_map(|c| c.profile.neighbour_cells()).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut index = ProfileIndex::default();
+    for cell in wanted {
+        for row in cells.range((cell, "")..(cell + 1, ""))? {
+            let (k, v) = row?;
+            let machine = k.value().1;
+            let bound_in = match bindings.get((BindingKind::Profile.as_str(), machine))? {
+                Some(b) => uncbor::<StoredBinding>(b.value(), "binding")?.epoch,
+                None => continue,
+            };
+            if let (true, Some(p)) = (bound_in < epoch, Profile::from_text(v.value())) {
+                index.insert(p, machine.to_owned());
+            }
+        }
+    }
+    Ok(index)
+}
+
+/// What the entropy rule says of a new claim at the HTTP door, against the certified bindings:
+/// its machine's own profile (mismatch) and every other machine's (collision).
+fn entropy_refusal(w: &WriteTransaction, epoch: u64, claim: &Claim) -> Result<Option<Refusal>, StoreError> {
+    if !claim.profile.is_complete() {
+        return Ok(None);
+    }
+    let machine = claim.machine();
+    if let Some((own, None)) = holder(w, epoch, BindingKind::Profile, &machine)? {
+        if Profile::from_text(&own).is_some_and(|own| claim.profile.mismatches(&own)) {
+            return Ok(Some(Refusal::HardwareBinding { reason: "entropy_mismatch", detail: "the cache timings are not the ones this serial bound (suspected: serial_spoofing_or_hardware_swap)".into() }));
+        }
+    }
+    let near = certified_profiles_near(w, std::slice::from_ref(claim), epoch)?;
+    if let Some((other, _)) = near.collision(&claim.profile, &machine) {
+        return Ok(Some(Refusal::HardwareBinding {
+            reason: "entropy_collision",
+            detail: format!("this hardware entropy matches an existing registration (collision {}; suspected: serial_spoofing)", other.short_hash()),
+        }));
+    }
+    Ok(None)
+}
+
 /// Who holds `(kind, key)` for a claim of `epoch`: the certified binding of an earlier epoch, or
 /// the earliest claim among the epoch's records. `None`: nobody yet.
 fn holder(w: &WriteTransaction, epoch: u64, kind: BindingKind, key: &str) -> Result<Option<(String, Option<(u64, Hash32)>)>, StoreError> {
@@ -610,6 +675,9 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
                 return Ok(Err(Refusal::EpochSettled(a.epoch)));
             }
             if let Some(refusal) = binding_refusal(w, a.epoch, &claim)? {
+                return Ok(Err(refusal));
+            }
+            if let Some(refusal) = entropy_refusal(w, a.epoch, &claim)? {
                 return Ok(Err(refusal));
             }
         }
@@ -818,7 +886,12 @@ pub fn settle_epoch(w: &WriteTransaction, spec: &ChainSpec, epoch: u64) -> Resul
     let table = w.open_table(BINDINGS)?;
     let mut certified = Bindings::new();
     for c in &claims {
-        let keys = [(BindingKind::WalletKey, Some(&c.wallet).filter(|_| c.pins_key())), (BindingKind::Serial, c.serial_hash.as_ref())];
+        let machine = c.machine();
+        let keys = [
+            (BindingKind::WalletKey, Some(&c.wallet).filter(|_| c.pins_key())),
+            (BindingKind::Serial, c.serial_hash.as_ref()),
+            (BindingKind::Profile, Some(&machine)),
+        ];
         for (kind, key) in keys {
             let Some(key) = key else { continue };
             if let Some(v) = table.get((kind.as_str(), key.as_str()))? {
@@ -829,7 +902,9 @@ pub fn settle_epoch(w: &WriteTransaction, spec: &ChainSpec, epoch: u64) -> Resul
             }
         }
     }
-    let e = enrollment::enroll(&claims, &certified);
+    drop(table);
+    let profiles = certified_profiles_near(w, &claims, epoch)?;
+    let e = enrollment::enroll(&claims, &certified, &profiles);
     let input = transfer_input(w, spec, epoch)?;
     let s = settlement::settle(spec, epoch, prev_hash, &enrollment::weights(&e.enrolled), &e.new_bindings, &input)
         .map_err(|_| StoreError::Corrupt("weights or balances"))?;
@@ -992,7 +1067,16 @@ pub fn apply_certificate(w: &WriteTransaction, cert: &EpochCertificate, offered:
             None => true,
         };
         if later {
-            bindings.insert((kind.as_str(), b.key.as_str()), cbor(&StoredBinding { owner: b.owner.clone(), epoch }).as_slice())?;
+            let old = bindings.insert((kind.as_str(), b.key.as_str()), cbor(&StoredBinding { owner: b.owner.clone(), epoch }).as_slice())?;
+            if kind == BindingKind::Profile {
+                let old = old.map(|v| uncbor::<StoredBinding>(v.value(), "binding")).transpose()?;
+                let mut cells = w.open_table(PROFILE_CELLS)?;
+                if let Some(p) = old.and_then(|o| Profile::from_text(&o.owner)) {
+                    cells.remove((p.cell(), b.key.as_str()))?;
+                }
+                let Some(p) = Profile::from_text(&b.owner) else { return Err(StoreError::Corrupt("profile binding")) };
+                cells.insert((p.cell(), b.key.as_str()), b.owner.as_str())?;
+            }
         }
     }
     w.open_table(APPLIED)?.insert(epoch, ())?;
@@ -1423,6 +1507,7 @@ pub fn copy_snapshot(r: &ReadTransaction, dst: &Database) -> Result<u64, StoreEr
     n += copy_table(r, &w, EPOCH_CLAIMS)?;
     n += copy_table(r, &w, ENROLLMENTS)?;
     n += copy_table(r, &w, BINDINGS)?;
+    n += copy_table(r, &w, PROFILE_CELLS)?;
     n += copy_table(r, &w, EPOCH_FIRST)?;
     n += copy_table(r, &w, PAYLOAD_RECEIPTS)?;
     n += copy_table(r, &w, RECEIPT_EVIDENCE)?;
@@ -1901,6 +1986,67 @@ mod tests {
         let owner = attestation_at(&spec, 1, "scott-g4", "SN-1", 7, spec.first_slot(4) + 6, Origin::Miner);
         assert_eq!(s4.entries.len(), 1);
         assert_eq!(s4.entries[0].weight, owner.claim.weight);
+        w.commit().unwrap();
+    }
+
+    /// A Linux field miner's full fingerprint (the testkit body: five measured fields), for the
+    /// machine `i`, signed by `miner_seed`'s key (its own wallet and serial), receipted at `slot`.
+    fn field_miner_at(spec: &ChainSpec, miner_seed: u8, i: usize, slot: u64, origin: Origin) -> NewAttestation {
+        use protocol::attestation::{self, Receipt};
+        let key = protocol::crypto::Keypair::from_seed(&[miner_seed; 32]);
+        let body = protocol::testkit::linux_miner_body(&key, i, "box", &format!("n-{miner_seed}-{slot}"), "SN");
+        let sub = attestation::parse_submission(&body).unwrap();
+        let eval = attestation::evaluate(spec, &sub, slot);
+        let payload = sub.payload();
+        let receipt = Receipt::sign(spec, &protocol::crypto::Keypair::from_seed(&[7; 32]), &payload.payload_id(), slot, &sub.nonce);
+        let record = AttestationRecord { payload, receipt };
+        NewAttestation {
+            origin,
+            id: record.id(),
+            epoch: spec.epoch_of_slot(slot),
+            claim: StoredClaim::new(&sub, &eval, slot),
+            record,
+            nonce_expires: u64::MAX,
+            oldest_open_epoch: spec.epoch_of_slot(slot),
+        }
+    }
+
+    /// Issue 21: one machine's measurements under three serials and wallets earn once, in the
+    /// epoch they arrive (by the rule) and in every epoch after (at the HTTP door too).
+    #[test]
+    fn a_copied_fingerprint_under_other_serials_earns_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, db) = devnet_db(&dir);
+        let w = db.begin_write().unwrap();
+        let first = field_miner_at(&spec, 1, 0, spec.first_slot(3) + 1, Origin::Miner);
+        assert!(first.claim.fingerprint_passed && first.claim.weight > 1);
+        insert(&w, &first).unwrap();
+        // The copies arrive from peers (a relay accepted them): stored, and capped by the rule.
+        for seed in [2, 3] {
+            let copy = field_miner_at(&spec, seed, 0, spec.first_slot(3) + 1 + u64::from(seed), Origin::Peer);
+            assert_ne!(copy.claim.serial_hash, first.claim.serial_hash);
+            assert_eq!(copy.claim.profile, first.claim.profile);
+            insert(&w, &copy).unwrap();
+        }
+        let s3 = certify(&w, &spec, 3);
+        let weights: Vec<u64> = s3.entries.iter().map(|e| e.weight).collect();
+        let full = first.claim.weight;
+        assert_eq!(weights.iter().filter(|w| **w == full).count(), 1, "{weights:?}");
+        assert_eq!(weights.iter().filter(|w| **w == 1).count(), 2, "{weights:?}");
+        assert!(s3.bindings.iter().any(|b| b.kind == "profile" && b.key == *first.claim.serial_hash.as_ref().unwrap()));
+        // Next epoch: a copy over HTTP is refused with the reference's code; the owner, slightly
+        // drifted (another clock cv), keeps attesting at full weight.
+        let copy = field_miner_at(&spec, 2, 0, spec.first_slot(4), Origin::Miner);
+        match insert(&w, &copy) {
+            Err(Refusal::HardwareBinding { reason: "entropy_collision", .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        let drifted = field_miner_at(&spec, 1, 900, spec.first_slot(4) + 2, Origin::Miner);
+        assert_ne!(drifted.claim.profile, first.claim.profile);
+        insert(&w, &drifted).expect("normal drift keeps the binding");
+        let (s4, _) = settle_epoch(&w, &spec, 4).unwrap();
+        assert_eq!(s4.entries.len(), 1);
+        assert_eq!(s4.entries[0].weight, drifted.claim.weight);
         w.commit().unwrap();
     }
 

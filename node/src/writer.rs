@@ -444,6 +444,7 @@ mod tests {
             serial_hash: None,
             family: "x86".into(),
             arch: "modern".into(),
+            profile: [0; 5],
         };
         NewAttestation { origin: store::Origin::Miner, record: AttestationRecord { payload, receipt }, id, epoch, claim, nonce_expires: u64::MAX, oldest_open_epoch: epoch }
     }

@@ -9,7 +9,10 @@
 //!   (CBOR + SHA-256). Target < 50 ms.
 //! * `settlement/settle+hash/100000+transfers/100000`: the same 100,000 wallets plus 100,000 pending
 //!   transfers between them (a few conflicting, stale or overdrawn). Target < 300 ms (issue 7).
-//! * `enrollment/enroll/100000`: `enroll` over 100,000 claims (extra information).
+//! * `enrollment/enroll/100000`: `enroll` over 100,000 claims with bindings and entropy profiles
+//!   (extra information).
+//! * `entropy/collision_check/100000/*`: one entropy-profile collision check against 100,000 bound
+//!   machines, for a copy of a bound profile and for an unrelated machine. Target < 20 us (issue 21).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -21,6 +24,7 @@ use protocol::attestation;
 use protocol::canonical_json;
 use protocol::crypto::{self, Keypair};
 use protocol::enrollment::{self, BindingKind, Bindings, Claim};
+use protocol::entropy::{self, Profile, ProfileIndex};
 use protocol::settlement;
 
 fn bench_attestation(c: &mut Criterion) {
@@ -152,7 +156,8 @@ fn bench_enrollment(c: &mut Criterion) {
             let wallet = names[i % names.len()].clone();
             let serial = (i % 10 != 0).then(|| format!("{:040x}", i % names.len()));
             let key = format!("{:064x}", i % names.len());
-            Claim { wallet, key, slot: (i as u64 * 7919) % 600, id: crypto::sha256(&(i as u64).to_le_bytes()), weight: 1_000_000_000 + i as u64, serial_hash: serial }
+            let profile = machine_profile(i % names.len());
+            Claim { wallet, key, slot: (i as u64 * 7919) % 600, id: crypto::sha256(&(i as u64).to_le_bytes()), weight: 1_000_000_000 + i as u64, serial_hash: serial, profile }
         })
         .collect();
     // Bindings certified before the epoch: half the wallets' keys and serials; 1,000 of the
@@ -164,19 +169,65 @@ fn bench_enrollment(c: &mut Criterion) {
             let owner = if i < 2_000 { format!("someone-else-{i}") } else { c.wallet.clone() };
             bindings.insert((BindingKind::Serial, s.clone()), owner);
         }
+        bindings.insert((BindingKind::Profile, c.machine()), c.profile.to_text());
     }
-    let e = enrollment::enroll(&claims, &bindings);
+    let profiles = enrollment::profile_index(&bindings);
+    let e = enrollment::enroll(&claims, &bindings, &profiles);
     eprintln!("enrollment: {N} claims -> {} wallets enrolled, {} new bindings", e.enrolled.len(), e.new_bindings.len());
 
     let mut g = c.benchmark_group("enrollment");
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(8));
-    g.bench_function("enroll/100000", |b| b.iter(|| black_box(enrollment::enroll(black_box(&claims), black_box(&bindings)))));
+    g.bench_function("enroll/100000", |b| b.iter(|| black_box(enrollment::enroll(black_box(&claims), black_box(&bindings), black_box(&profiles)))));
     g.bench_function("enroll+weights/100000", |b| {
-        b.iter(|| black_box(enrollment::weights(&enrollment::enroll(black_box(&claims), black_box(&bindings)).enrolled)))
+        b.iter(|| black_box(enrollment::weights(&enrollment::enroll(black_box(&claims), black_box(&bindings), black_box(&profiles)).enrolled)))
     });
     g.finish();
 }
 
-criterion_group!(benches, bench_attestation, bench_settlement, bench_enrollment);
+/// A distinct, complete, realistic entropy profile per machine: clock cv 0.5-3 %, L1 1-4 ns, L2
+/// 3-15 ns, thermal ratio 1.00-1.05, jitter cv 0.5-5 % (spread by a hash of the index).
+fn machine_profile(i: usize) -> Profile {
+    let h = crypto::sha256(&(i as u64).to_be_bytes());
+    let f = |k: usize, lo: f64, hi: f64| lo + (hi - lo) * f64::from(u16::from_be_bytes([h[2 * k], h[2 * k + 1]])) / 65535.0;
+    Profile([
+        entropy::bucket(f(0, 0.005, 0.03)),
+        entropy::bucket(f(1, 1.0, 4.0)),
+        entropy::bucket(f(2, 3.0, 15.0)),
+        entropy::bucket(f(3, 1.0, 1.05)),
+        entropy::bucket(f(4, 0.005, 0.05)),
+    ])
+}
+
+/// Issue 21's target: one collision check against 100,000 bound machines in < 20 us.
+fn bench_entropy(c: &mut Criterion) {
+    const N: usize = 100_000;
+    let mut index = ProfileIndex::default();
+    for i in 0..N {
+        index.insert(machine_profile(i), format!("{i:040x}"));
+    }
+    let copies = (0..1000).map(|i| machine_profile(i * 97)).collect::<Vec<_>>();
+    let fresh = (0..1000).map(|i| machine_profile(N + i)).collect::<Vec<_>>();
+    let hits = copies.iter().filter(|p| index.collision(p, "nobody").is_some()).count();
+    let false_hits = fresh.iter().filter(|p| index.collision(p, "nobody").is_some()).count();
+    eprintln!("entropy: {N} bound machines; copies found {hits}/1000; unrelated machines flagged {false_hits}/1000");
+    let mut g = c.benchmark_group("entropy");
+    g.sample_size(30);
+    let mut k = 0;
+    g.bench_function("collision_check/100000/copy", |b| {
+        b.iter(|| {
+            k = (k + 1) % copies.len();
+            black_box(index.collision(black_box(&copies[k]), "nobody").is_some())
+        })
+    });
+    g.bench_function("collision_check/100000/fresh", |b| {
+        b.iter(|| {
+            k = (k + 1) % fresh.len();
+            black_box(index.collision(black_box(&fresh[k]), "nobody").is_some())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_attestation, bench_settlement, bench_enrollment, bench_entropy);
 criterion_main!(benches);

@@ -319,8 +319,10 @@ pub struct Evaluation {
     /// The device's antiquity weight at this slot.
     pub hw_weight: u64,
     /// The weight it enrolls with: `hw_weight`, or one-billionth of it (at least 1 unit) when the
-    /// fingerprint did not pass.
+    /// fingerprint did not pass. The entropy rule (PROTOCOL.md §7.1) may lower it at enrollment.
     pub weight: u64,
+    /// The fingerprint's entropy profile (empty for a legacy signature, which covers no fingerprint).
+    pub profile: crate::entropy::Profile,
 }
 
 pub fn evaluate(spec: &ChainSpec, sub: &Submission, slot: u64) -> Evaluation {
@@ -334,13 +336,14 @@ pub fn evaluate(spec: &ChainSpec, sub: &Submission, slot: u64) -> Evaluation {
             serial_hash: None,
             hw_weight: multiplier::UNIT,
             weight: 1,
+            profile: crate::entropy::Profile::default(),
         };
     }
     let device = Device::from_body(&sub.body);
     let verdict = fingerprint::judge(&sub.body, &device);
     let hw_weight = multiplier::hardware_weight(&device.arch, spec.age_seconds(slot));
     let weight = if verdict.passed { hw_weight } else { (hw_weight / multiplier::UNIT).max(1) };
-    Evaluation { serial_hash: device.serial_hash(), device, verdict, hw_weight, weight }
+    Evaluation { serial_hash: device.serial_hash(), device, verdict, hw_weight, weight, profile: crate::entropy::Profile::of_body(&sub.body) }
 }
 
 /// The miner's signed bytes, exactly as verified: enough for any node to verify again.

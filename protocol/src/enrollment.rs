@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use crate::attestation::is_rtc_address;
 use crate::crypto::Hash32;
+use crate::entropy::{Profile, ProfileIndex};
+use crate::multiplier::UNIT;
 
 /// What one accepted record claims: this wallet, signed by this key, at this slot, with this weight
 /// (and this serial).
@@ -21,6 +23,8 @@ pub struct Claim {
     pub id: Hash32,
     pub weight: u64,
     pub serial_hash: Option<String>,
+    /// The fingerprint's entropy profile (`entropy::Profile::of_body`).
+    pub profile: Profile,
 }
 
 impl Claim {
@@ -34,6 +38,43 @@ impl Claim {
     pub fn pins_key(&self) -> bool {
         !is_rtc_address(&self.wallet)
     }
+
+    /// The machine this claim measures: its serial hash, or `wallet:<wallet>` without a serial.
+    pub fn machine(&self) -> String {
+        match &self.serial_hash {
+            Some(s) => s.clone(),
+            None => format!("wallet:{}", self.wallet),
+        }
+    }
+}
+
+/// What the entropy rule (§7.1) decided for a claim whose weight it changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntropyVerdict {
+    /// Fewer than five measured fields: no bonus above 1.0x.
+    Insufficient,
+    /// The profile matches one another machine owns: weight of a failed fingerprint.
+    Collision,
+    /// The machine's cache timings are not the ones it bound: weight of a failed fingerprint.
+    Mismatch,
+}
+
+impl EntropyVerdict {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EntropyVerdict::Insufficient => "entropy_insufficient",
+            EntropyVerdict::Collision => "entropy_collision",
+            EntropyVerdict::Mismatch => "entropy_mismatch",
+        }
+    }
+
+    /// The weight a claim keeps under this verdict.
+    pub fn weight(&self, weight: u64) -> u64 {
+        match self {
+            EntropyVerdict::Insufficient => weight.min(UNIT),
+            EntropyVerdict::Collision | EntropyVerdict::Mismatch => (weight / UNIT).max(1),
+        }
+    }
 }
 
 /// What a binding binds: a hardware serial to a wallet, or a free-form wallet name to a key.
@@ -41,6 +82,8 @@ impl Claim {
 pub enum BindingKind {
     /// key = serial hash, owner = wallet.
     Serial,
+    /// key = machine ([`Claim::machine`]), owner = its entropy profile (`Profile::to_text`).
+    Profile,
     /// key = wallet name, owner = public key (hex).
     WalletKey,
 }
@@ -49,6 +92,7 @@ impl BindingKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             BindingKind::Serial => "serial",
+            BindingKind::Profile => "profile",
             BindingKind::WalletKey => "wallet_key",
         }
     }
@@ -56,6 +100,7 @@ impl BindingKind {
     pub fn parse(s: &str) -> Option<BindingKind> {
         match s {
             "serial" => Some(BindingKind::Serial),
+            "profile" => Some(BindingKind::Profile),
             "wallet_key" => Some(BindingKind::WalletKey),
             _ => None,
         }
@@ -98,6 +143,8 @@ pub struct Enrollment {
     pub enrolled: BTreeMap<String, Enrolled>,
     /// What this epoch binds that no earlier certified settlement had bound.
     pub new_bindings: Bindings,
+    /// Claims (by record id) whose weight the entropy rule changed, and why.
+    pub entropy: BTreeMap<Hash32, EntropyVerdict>,
 }
 
 /// Enroll an epoch from its claims and the bindings of the certified settlements before it:
@@ -107,9 +154,18 @@ pub struct Enrollment {
 /// 2. Among the remaining claims, a serial belongs to its certified wallet; if it has none, to the
 ///    wallet of its earliest claim in the epoch. Claims on a serial owned by another wallet are
 ///    dropped.
-/// 3. Per wallet, the earliest remaining claim enrolls it, with its weight.
-pub fn enroll<'a>(epoch_claims: impl IntoIterator<Item = &'a Claim>, certified: &Bindings) -> Enrollment {
-    let claims: Vec<&Claim> = epoch_claims.into_iter().collect();
+/// 3. Per wallet, the earliest remaining claim enrolls it, with its weight as the entropy rule
+///    leaves it: taking the remaining claims in `(slot, id)` order, a claim whose profile is not
+///    complete keeps at most 1.0x; one whose machine owns a profile (certified, or bound earlier in
+///    the epoch) its cache timings do not match, or whose profile collides with one another
+///    machine owns (certified in `profiles`, or bound earlier in the epoch), keeps the weight of
+///    a failed fingerprint; any other binds its profile to its machine if the machine had none.
+///
+/// `profiles` holds the certified profiles (at least all those near the claims' profiles).
+pub fn enroll<'a>(epoch_claims: impl IntoIterator<Item = &'a Claim>, certified: &Bindings, profiles: &ProfileIndex) -> Enrollment {
+    let mut claims: Vec<&Claim> = epoch_claims.into_iter().collect();
+    claims.sort_by(|a, b| a.rank().cmp(&b.rank()));
+    claims.dedup_by(|a, b| a.id == b.id);
     let mut new_bindings = Bindings::new();
 
     let mut first_key: BTreeMap<String, Binding> = BTreeMap::new();
@@ -141,22 +197,67 @@ pub fn enroll<'a>(epoch_claims: impl IntoIterator<Item = &'a Claim>, certified: 
         new_bindings.insert((BindingKind::Serial, serial), b.owner);
     }
 
+    let claims: Vec<&Claim> = claims
+        .into_iter()
+        .filter(|c| {
+            let Some(serial) = &c.serial_hash else { return true };
+            let k = (BindingKind::Serial, serial.clone());
+            !certified.get(&k).or_else(|| new_bindings.get(&k)).is_some_and(|owner| *owner != c.wallet)
+        })
+        .collect();
+
+    // The entropy rule, claim by claim in (slot, id) order.
+    let mut entropy = BTreeMap::new();
+    let mut bound_here = ProfileIndex::default();
+    for c in &claims {
+        if !c.profile.is_complete() {
+            entropy.insert(c.id, EntropyVerdict::Insufficient);
+            continue;
+        }
+        let machine = c.machine();
+        let key = (BindingKind::Profile, machine.clone());
+        let own = certified.get(&key).or_else(|| new_bindings.get(&key)).and_then(|t| Profile::from_text(t));
+        let verdict = if own.is_some_and(|own| c.profile.mismatches(&own)) {
+            Some(EntropyVerdict::Mismatch)
+        } else if profiles.collision(&c.profile, &machine).is_some() || bound_here.collision(&c.profile, &machine).is_some() {
+            Some(EntropyVerdict::Collision)
+        } else {
+            None
+        };
+        match verdict {
+            Some(v) => {
+                entropy.insert(c.id, v);
+            }
+            None if own.is_none() => {
+                new_bindings.insert(key, c.profile.to_text());
+                bound_here.insert(c.profile, machine);
+            }
+            None => {}
+        }
+    }
+
     let mut enrolled: BTreeMap<String, Enrolled> = BTreeMap::new();
     for c in claims {
-        if let Some(serial) = &c.serial_hash {
-            let k = (BindingKind::Serial, serial.clone());
-            if certified.get(&k).or_else(|| new_bindings.get(&k)).is_some_and(|owner| *owner != c.wallet) {
-                continue;
-            }
-        }
         match enrolled.get(&c.wallet) {
             Some(e) if (e.slot, &e.id) <= c.rank() => {}
             _ => {
-                enrolled.insert(c.wallet.clone(), Enrolled { weight: c.weight, slot: c.slot, id: c.id });
+                let weight = entropy.get(&c.id).map_or(c.weight, |v| v.weight(c.weight));
+                enrolled.insert(c.wallet.clone(), Enrolled { weight, slot: c.slot, id: c.id });
             }
         }
     }
-    Enrollment { enrolled, new_bindings }
+    Enrollment { enrolled, new_bindings, entropy }
+}
+
+/// The profiles `bindings` bind, indexed: what [`enroll`] checks collisions against.
+pub fn profile_index(bindings: &Bindings) -> ProfileIndex {
+    let mut index = ProfileIndex::default();
+    for ((kind, machine), text) in bindings {
+        if let (BindingKind::Profile, Some(p)) = (kind, Profile::from_text(text)) {
+            index.insert(p, machine.clone());
+        }
+    }
+    index
 }
 
 /// The weights to settle: wallet -> enrolled weight.
@@ -170,7 +271,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn claim(wallet: &str, key: &str, slot: u64, id: u8, weight: u64, serial: Option<&str>) -> Claim {
-        Claim { wallet: wallet.into(), key: key.into(), slot, id: [id; 32], weight, serial_hash: serial.map(Into::into) }
+        Claim { wallet: wallet.into(), key: key.into(), slot, id: [id; 32], weight, serial_hash: serial.map(Into::into), profile: Profile::default() }
     }
 
     fn certified(pairs: &[(BindingKind, &str, &str)]) -> Bindings {
@@ -180,7 +281,7 @@ mod tests {
     #[test]
     fn earliest_claim_wins_then_smallest_id() {
         let cs = [claim("a", "k", 5, 9, 100, None), claim("a", "k", 3, 7, 200, None), claim("a", "k", 3, 2, 300, None)];
-        let e = enroll(&cs, &Bindings::new());
+        let e = enroll(&cs, &Bindings::new(), &ProfileIndex::default());
         assert_eq!(e.enrolled["a"].weight, 300);
         assert_eq!(e.new_bindings, certified(&[(BindingKind::WalletKey, "a", "k")]));
     }
@@ -188,7 +289,7 @@ mod tests {
     #[test]
     fn a_new_serial_belongs_to_the_epochs_first_wallet() {
         let cs = [claim("b", "kb", 4, 1, 10, Some("s")), claim("a", "ka", 2, 9, 20, Some("s")), claim("c", "kc", 1, 1, 5, None)];
-        let e = enroll(&cs, &Bindings::new());
+        let e = enroll(&cs, &Bindings::new(), &ProfileIndex::default());
         assert_eq!(e.enrolled.keys().collect::<Vec<_>>(), ["a", "c"]);
         assert_eq!(e.new_bindings[&(BindingKind::Serial, "s".into())], "a");
     }
@@ -204,7 +305,7 @@ mod tests {
             claim("w", "kt", 0, 1, 1, None),
             claim("w", "kw", 8, 6, 30, None),
         ];
-        let e = enroll(&cs, &held);
+        let e = enroll(&cs, &held, &ProfileIndex::default());
         assert_eq!(e.enrolled.keys().collect::<Vec<_>>(), ["b", "w"]);
         assert_eq!(e.enrolled["w"].weight, 30);
         // Nothing new: "b" and "thief" were bound before or lose; "w" is pinned.
@@ -215,7 +316,7 @@ mod tests {
     fn an_rtc_address_is_never_pinned() {
         let addr = "RTC56475aa75463474c0285df5dbf2bcab73da65135";
         let cs = [claim(addr, "k1", 1, 1, 10, None)];
-        let e = enroll(&cs, &Bindings::new());
+        let e = enroll(&cs, &Bindings::new(), &ProfileIndex::default());
         assert!(e.new_bindings.is_empty());
         assert_eq!(e.enrolled[addr].weight, 10);
     }
@@ -225,7 +326,7 @@ mod tests {
         // The hijacker's claim is earlier on the serial, but its key does not own the wallet name.
         let held = certified(&[(BindingKind::WalletKey, "victim", "kv")]);
         let cs = [claim("victim", "kx", 0, 0, 1, Some("s")), claim("other", "ko", 3, 3, 10, Some("s"))];
-        let e = enroll(&cs, &held);
+        let e = enroll(&cs, &held, &ProfileIndex::default());
         assert_eq!(e.new_bindings.get(&(BindingKind::Serial, "s".into())).map(String::as_str), Some("other"));
         assert_eq!(e.enrolled.keys().collect::<Vec<_>>(), ["other"]);
     }
@@ -233,12 +334,71 @@ mod tests {
     /// Distinct records (ids are content hashes: one id, one claim), with few wallets, keys,
     /// serials and slots, so ties, pins and serial conflicts are common.
     fn arb_claims() -> impl Strategy<Value = Vec<Claim>> {
-        prop::collection::vec(("[a-e]", "k[12]", 0u64..20, 1u64..5_000_000_000, prop::option::of("[xyz]")), 0..30).prop_map(|v| {
+        let profile = prop_oneof![Just(Profile::default()), prop::array::uniform5(300u16..303).prop_map(Profile)];
+        prop::collection::vec(("[a-e]", "k[12]", 0u64..20, 1u64..5_000_000_000, prop::option::of("[xyz]"), profile), 0..30).prop_map(|v| {
             v.into_iter()
                 .enumerate()
-                .map(|(i, (w, k, slot, weight, s))| Claim { wallet: w, key: k, slot, id: [i as u8; 32], weight, serial_hash: s })
+                .map(|(i, (w, k, slot, weight, s, profile))| Claim { wallet: w, key: k, slot, id: [i as u8; 32], weight, serial_hash: s, profile })
                 .collect()
         })
+    }
+
+    /// One machine ("w") certified with profile 301x5, for collisions with the generated ones.
+    fn certified_profiles() -> ProfileIndex {
+        let mut p = ProfileIndex::default();
+        p.insert(Profile([301; 5]), "wallet:certified".into());
+        p
+    }
+
+    fn complete(v: u16) -> Profile {
+        Profile([v; 5])
+    }
+
+    fn with_profile(mut c: Claim, p: Profile) -> Claim {
+        c.profile = p;
+        c
+    }
+
+    /// Issue 21: one real fingerprint under three serials and wallets enrolls once at full weight.
+    #[test]
+    fn a_copied_fingerprint_earns_once() {
+        let g4 = 2_290_242_199;
+        let cs = [
+            with_profile(claim("w1", "k1", 3, 1, g4, Some("s1")), complete(500)),
+            with_profile(claim("w2", "k2", 4, 2, g4, Some("s2")), Profile([501, 500, 499, 500, 500])),
+            with_profile(claim("w3", "k3", 5, 3, g4, Some("s3")), complete(500)),
+        ];
+        let e = enroll(&cs, &Bindings::new(), &ProfileIndex::default());
+        let weights: Vec<u64> = e.enrolled.values().map(|x| x.weight).collect();
+        assert_eq!(weights, [g4, 2, 2]);
+        assert_eq!(e.entropy[&[2; 32]], EntropyVerdict::Collision);
+        // Once certified, the copy collides in every later epoch, whoever comes first.
+        let mut held = Bindings::new();
+        held.extend(e.new_bindings.clone());
+        let mut index = ProfileIndex::default();
+        index.insert(complete(500), "s1".into());
+        let later = [with_profile(claim("w2", "k2", 0, 9, g4, Some("s2")), complete(500)), with_profile(claim("w1", "k1", 7, 8, g4, Some("s1")), complete(500))];
+        let e = enroll(&later, &held, &index);
+        assert_eq!(e.enrolled["w1"].weight, g4);
+        assert_eq!(e.enrolled["w2"].weight, 2);
+    }
+
+    #[test]
+    fn drift_is_accepted_a_different_machine_behind_the_serial_is_not_and_sparse_caps_at_one() {
+        let mut held = Bindings::new();
+        held.insert((BindingKind::Profile, "s1".into()), complete(500).to_text());
+        let drifted = Profile([540, 503, 497, 508, 470]); // volatile fields moved a lot, caches a little
+        let swapped = Profile([500, 520, 480, 500, 500]); // both caches 20 buckets (> 30 %) away
+        let cs = [
+            with_profile(claim("a", "ka", 1, 1, 3_000_000_000, Some("s1")), drifted),
+            with_profile(claim("b", "kb", 1, 2, 3_000_000_000, Some("s2")), Profile([0, 500, 500, 500, 500])),
+        ];
+        let e = enroll(&cs, &held, &ProfileIndex::default());
+        assert_eq!((e.enrolled["a"].weight, e.enrolled["b"].weight), (3_000_000_000, 1_000_000_000));
+        assert_eq!(e.entropy.get(&[2; 32]), Some(&EntropyVerdict::Insufficient));
+        let e = enroll(&[with_profile(claim("a", "ka", 1, 1, 3_000_000_000, Some("s1")), swapped)], &held, &ProfileIndex::default());
+        assert_eq!(e.enrolled["a"].weight, 3);
+        assert_eq!(e.entropy[&[1; 32]], EntropyVerdict::Mismatch);
     }
 
     fn arb_certified() -> impl Strategy<Value = Bindings> {
@@ -260,14 +420,15 @@ mod tests {
                     (Just(v), Just(doubled).prop_shuffle(), Just(held))
                 })
         ) {
-            prop_assert_eq!(enroll(&claims, &held), enroll(&reordered, &held));
+            let profiles = certified_profiles();
+            prop_assert_eq!(enroll(&claims, &held, &profiles), enroll(&reordered, &held, &profiles));
         }
 
         /// Every enrolled wallet's claim respects the bindings in force, and every serial a
         /// dropped claim names is owned by someone else.
         #[test]
         fn enrollment_respects_bindings(claims in arb_claims(), held in arb_certified()) {
-            let e = enroll(&claims, &held);
+            let e = enroll(&claims, &held, &certified_profiles());
             for (wallet, en) in &e.enrolled {
                 let c = claims.iter().find(|c| c.id == en.id).unwrap();
                 prop_assert_eq!(&c.wallet, wallet);
@@ -280,6 +441,16 @@ mod tests {
             }
             for k in e.new_bindings.keys() {
                 prop_assert!(!held.contains_key(k), "a new binding never overrides a certified one");
+            }
+            // No two machines bound in one epoch hold colliding profiles, nor one near a certified one.
+            let bound: Vec<(String, Profile)> = e.new_bindings.iter()
+                .filter(|((k, _), _)| *k == BindingKind::Profile)
+                .map(|((_, m), p)| (m.clone(), Profile::from_text(p).unwrap())).collect();
+            for (i, (m, p)) in bound.iter().enumerate() {
+                prop_assert!(certified_profiles().collision(p, m).is_none());
+                for (m2, p2) in &bound[i + 1..] {
+                    prop_assert!(m == m2 || !p.collides(p2));
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod canonical_json;
 pub mod consensus;
 pub mod crypto;
 pub mod enrollment;
+pub mod entropy;
 pub mod fingerprint;
 pub mod multiplier;
 pub mod settlement;
