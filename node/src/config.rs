@@ -100,6 +100,16 @@ pub struct NodeArgs {
     /// Longest time a request may take before it is answered 408. [default: 10s]
     #[arg(long, env = "RUSTCHAIN_REQUEST_TIMEOUT", value_name = "DURATION")]
     pub request_timeout: Option<HumanDuration>,
+    /// Longest time a client may take to send a request's headers, counted from connecting (or,
+    /// on a kept-alive connection, from the request's first byte); then the connection is
+    /// closed. Applies to the API and the metrics listener. [default: 10s]
+    #[arg(long, env = "RUSTCHAIN_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    pub header_read_timeout: Option<HumanDuration>,
+    /// A connection with no request in flight (a kept-alive one between requests), or whose client
+    /// stops reading a response, is closed after this long. Applies to the API and the metrics
+    /// listener. [default: 60s]
+    #[arg(long, env = "RUSTCHAIN_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<HumanDuration>,
     /// Open connections accepted at once on the HTTP API. [default: 1024]
     #[arg(long, env = "RUSTCHAIN_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -164,6 +174,8 @@ struct FileConfig {
     admin_rate_limit_burst: Option<u32>,
     trusted_proxies: Option<Vec<IpNet>>,
     request_timeout: Option<HumanDuration>,
+    header_read_timeout: Option<HumanDuration>,
+    idle_timeout: Option<HumanDuration>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     max_inflight_requests: Option<usize>,
@@ -205,6 +217,8 @@ pub struct NodeConfig {
     pub admin_rate_limit_burst: u32,
     pub trusted_proxies: Vec<IpNet>,
     pub request_timeout: HumanDuration,
+    pub header_read_timeout: HumanDuration,
+    pub idle_timeout: HumanDuration,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_inflight_requests: usize,
@@ -261,6 +275,8 @@ impl NodeConfig {
             admin_rate_limit_burst: args.admin_rate_limit_burst.or(file.admin_rate_limit_burst).unwrap_or(5),
             trusted_proxies: args.trusted_proxies.clone().or(file.trusted_proxies).unwrap_or_default(),
             request_timeout: args.request_timeout.or(file.request_timeout).unwrap_or(HumanDuration::secs(10)),
+            header_read_timeout: args.header_read_timeout.or(file.header_read_timeout).unwrap_or(HumanDuration::secs(10)),
+            idle_timeout: args.idle_timeout.or(file.idle_timeout).unwrap_or(HumanDuration::secs(60)),
             max_connections: args.max_connections.or(file.max_connections).unwrap_or(1024),
             max_connections_per_ip: args.max_connections_per_ip.or(file.max_connections_per_ip).unwrap_or(64),
             max_inflight_requests: args.max_inflight_requests.or(file.max_inflight_requests).unwrap_or(512),
@@ -278,6 +294,9 @@ impl NodeConfig {
     fn checked(self) -> anyhow::Result<NodeConfig> {
         if self.request_timeout.0.is_zero() {
             bail!("request_timeout must be positive");
+        }
+        if self.header_read_timeout.0.is_zero() || self.idle_timeout.0.is_zero() {
+            bail!("header_read_timeout and idle_timeout must be positive");
         }
         if self.backup_every.0 < Duration::from_secs(60) {
             bail!("backup_every must be at least 1m");
@@ -468,6 +487,9 @@ mod tests {
         assert_eq!((cfg.rate_limit_per_minute, cfg.rate_limit_burst), (0, 3));
         assert_eq!(cfg.metrics_addr, "127.0.0.1:9090".parse().unwrap());
         assert_eq!((cfg.min_peers, cfg.backup_keep, cfg.request_timeout), (0, 7, HumanDuration::secs(10)));
+        assert_eq!((cfg.header_read_timeout, cfg.idle_timeout), (HumanDuration::secs(10), HumanDuration::secs(60)));
+        let bad = NodeArgs { idle_timeout: Some(HumanDuration::secs(0)), ..Default::default() };
+        assert!(NodeConfig::resolve(&bad).is_err());
         let bad = NodeArgs { backup_keep: Some(0), ..Default::default() };
         assert!(NodeConfig::resolve(&bad).is_err());
         let same = NodeArgs { metrics_addr: Some("127.0.0.1:8099".parse().unwrap()), ..Default::default() };

@@ -20,7 +20,7 @@ use crate::anchor::{Anchor, ErgoAnchor, NullAnchor};
 use crate::api::ApiError;
 use crate::config::NodeConfig;
 use crate::dbops::{self, Backups};
-use crate::limits::HttpLimits;
+use crate::limits::{ConnTimeouts, HttpLimits};
 use crate::metrics::{Metrics, MetricsBuilder};
 use crate::nonce::Challenges;
 use crate::network::{self, NetConfig, NetHandle};
@@ -280,12 +280,15 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the metrics listener to {}", cfg.metrics_addr))?;
     tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening on /metrics");
-    let metrics_server = tokio::spawn(crate::metrics::serve(metrics_listener, registry, node.clone(), stopped(&stop_rx)));
+    let metrics_server = tokio::spawn(crate::metrics::serve(metrics_listener, registry, node.clone(), ConnTimeouts::from_config(&cfg), stopped(&stop_rx)));
 
     let listener = tokio::net::TcpListener::bind(cfg.http_addr)
         .await
         .with_context(|| format!("binding the HTTP API to {}", cfg.http_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
+    tracing::info!(
+        addr = %listener.local_addr()?, header_read_timeout = %cfg.header_read_timeout, idle_timeout = %cfg.idle_timeout,
+        "HTTP API listening"
+    );
     let limits = HttpLimits::from_config(&cfg);
     let http = tokio::spawn(crate::api::serve(listener, node.clone(), limits, stopped(&stop_rx)));
 
