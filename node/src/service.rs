@@ -157,6 +157,8 @@ impl Node {
 
 /// Start the node and run it until SIGTERM or SIGINT.
 pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    // Read first, so a missing or unsafe key file stops the start before anything is opened.
+    let admin_key = cfg.admin_key()?;
     let mut metrics = MetricsBuilder::new();
     // libp2p's metrics go into the same registry (prefix `libp2p_`), before it is frozen.
     let p2p_metrics = libp2p::metrics::Metrics::new(metrics.registry());
@@ -233,7 +235,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         data_dir: cfg.data_dir.clone(),
         writer,
         key,
-        admin_key: cfg.admin_key()?,
+        admin_key,
         clock,
         started: Instant::now(),
         first_epoch,

@@ -1,12 +1,14 @@
 //! Hostile clients (issue 13): connections that never finish their headers or sit idle are
-//! closed by the node while everyone else is still served.
+//! closed by the node while everyone else is still served; the admin key never appears on a
+//! command line.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestNode;
+use common::{ADMIN_KEY, TestNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -190,4 +192,72 @@ fn shutdown_finishes_the_request_in_flight_and_drops_waiting_connections() {
     let (status, node) = stopped.join().unwrap();
     assert!(status.success(), "log:\n{}", node.log_text());
     assert!(node.log_text().contains("stopped cleanly"));
+}
+
+/// `rustchain node` for `dir` with `args`, its stderr in `log`, and no admin key from this
+/// process's environment.
+fn node_command(node: &TestNode, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustchain"));
+    cmd.args(["node", "--data-dir", node.data_dir.to_str().unwrap(), "--http-addr", &format!("127.0.0.1:{}", node.port)])
+        .args(["--metrics-addr", &format!("127.0.0.1:{}", common::free_port())])
+        .args(["--p2p-addr", &format!("/ip4/127.0.0.1/tcp/{}", node.p2p_port)])
+        .args(["--rate-limit-per-minute", "0", "--admin-rate-limit-per-minute", "0"])
+        .args(args)
+        .env_remove("RUSTCHAIN_ADMIN_KEY")
+        .env_remove("RUSTCHAIN_ADMIN_KEY_FILE");
+    cmd
+}
+
+fn cmdline(node: &TestNode) -> String {
+    let pid = node.child.as_ref().unwrap().id();
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap()).replace('\0', " ")
+}
+
+fn admin_backup_status(node: &TestNode, key: &str) -> u16 {
+    node.post_raw("/admin/backup?compress=none", vec![], &[("x-admin-key", key)]).0
+}
+
+#[test]
+fn the_admin_key_comes_from_a_file_or_the_environment_never_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // From a file (the harness's --admin-key-file): admin works, and no command line shows the key.
+    let node = TestNode::start(&dir.path().join("file"), &[]);
+    assert_eq!(admin_backup_status(&node, ADMIN_KEY), 200);
+    assert_eq!(admin_backup_status(&node, "wrong"), 401);
+    let line = cmdline(&node);
+    assert!(line.contains("--admin-key-file") && !line.contains(ADMIN_KEY), "{line}");
+    drop(node);
+
+    // From the environment.
+    let mut node = TestNode::new(&dir.path().join("env"), &[]);
+    let child = node_command(&node, &[])
+        .env("RUSTCHAIN_ADMIN_KEY", "key-from-the-environment")
+        .stderr(std::fs::File::create(&node.log).unwrap())
+        .spawn()
+        .unwrap();
+    node.child = Some(child);
+    node.wait_ready();
+    assert_eq!(admin_backup_status(&node, "key-from-the-environment"), 200);
+    assert!(!cmdline(&node).contains("key-from-the-environment"));
+    assert!(!node.log_text().contains("key-from-the-environment"), "the key is never logged");
+    drop(node);
+
+    // On the command line: refused, naming both alternatives.
+    let refused = TestNode::new(&dir.path().join("flag"), &[]);
+    for args in [&["--admin-key", "hunter2"][..], &["--admin-key=hunter2"], &["--admin-key"]] {
+        let out = node_command(&refused, args).stdin(Stdio::null()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(err.contains("--admin-key is not accepted") && err.contains("--admin-key-file FILE") && err.contains("RUSTCHAIN_ADMIN_KEY"), "{args:?}: {err}");
+        assert!(!err.contains("hunter2"), "the refusal repeats the key: {err}");
+    }
+
+    // A key file every user can read is refused too.
+    let open_file = dir.path().join("open.key");
+    std::fs::write(&open_file, "hunter2\n").unwrap();
+    std::fs::set_permissions(&open_file, <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644)).unwrap();
+    let out = node_command(&refused, &["--admin-key-file", open_file.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("readable by every user") && err.contains("chmod 600"), "{err}");
 }
