@@ -267,7 +267,8 @@ async fn serve_connection<I>(
                 return;
             }
             why = &mut expired => {
-                // Dropping the connection closes the socket; nothing is being handled.
+                // Dropping the connection closes the socket. No handler is running: the client was
+                // sending its headers, idle, or not reading a response that is already made.
                 tracing::debug!(%peer, "connection closed: {why}");
                 return;
             }
