@@ -23,7 +23,7 @@ use redb::ReadableDatabase;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::limits::{self, CappedListener, HttpLimits, PeerAddr};
+use crate::limits::{self, CappedListener, HttpLimits};
 use crate::nonce::ChallengeError;
 use crate::service::Node;
 use crate::store::{self, NewAttestation, NewTransfer, Origin, Refusal, StoredClaim, StoredTransfer};
@@ -899,7 +899,8 @@ async fn admin_backup(
         .into_response())
 }
 
-/// Serve until `shutdown` resolves.
+/// Serve until `shutdown` resolves (then finish the requests in flight), with the connection
+/// caps and time limits of `limits`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Arc<Node>,
@@ -907,7 +908,6 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(node, &limits);
-    axum::serve(CappedListener::new(listener, limits), app.into_make_service_with_connect_info::<PeerAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let timeouts = limits.timeouts;
+    limits::serve(CappedListener::new(listener, limits), app, timeouts, shutdown).await
 }

@@ -37,12 +37,16 @@ pub struct NodeArgs {
     /// Address of the HTTP API (miners, wallets, explorers). [default: 127.0.0.1:8099]
     #[arg(long, env = "RUSTCHAIN_HTTP_ADDR", value_name = "IP:PORT")]
     pub http_addr: Option<SocketAddr>,
-    /// Secret for /admin/* (header X-Admin-Key). Prefer --admin-key-file; never logged.
-    #[arg(long, env = "RUSTCHAIN_ADMIN_KEY", hide_env_values = true, value_name = "SECRET")]
-    pub admin_key: Option<String>,
-    /// File holding the admin secret (first line).
+    /// File holding the secret for /admin/* (header X-Admin-Key): its first line, trimmed. It
+    /// must not be readable by every user (chmod 600, or 640 with the node's group). Instead of a
+    /// file, the environment variable RUSTCHAIN_ADMIN_KEY may hold the key itself; the key is
+    /// never accepted on the command line (where `ps` shows it). Without a key, /admin/* answers
+    /// 503.
     #[arg(long, env = "RUSTCHAIN_ADMIN_KEY_FILE", value_name = "FILE")]
     pub admin_key_file: Option<PathBuf>,
+    /// The removed `--admin-key SECRET`: refused at start with a message naming the alternatives.
+    #[arg(long = "admin-key", hide = true, value_name = "SECRET", num_args = 0..=1)]
+    pub admin_key_flag: Option<Option<String>>,
     /// Log format. [default: text]
     #[arg(long, env = "RUSTCHAIN_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -100,6 +104,16 @@ pub struct NodeArgs {
     /// Longest time a request may take before it is answered 408. [default: 10s]
     #[arg(long, env = "RUSTCHAIN_REQUEST_TIMEOUT", value_name = "DURATION")]
     pub request_timeout: Option<HumanDuration>,
+    /// Longest time a client may take to send a request's headers, counted from connecting (or,
+    /// on a kept-alive connection, from the request's first byte); then the connection is
+    /// closed. Applies to the API and the metrics listener. [default: 10s]
+    #[arg(long, env = "RUSTCHAIN_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    pub header_read_timeout: Option<HumanDuration>,
+    /// A connection with no request in flight (a kept-alive one between requests), or whose client
+    /// stops reading a response, is closed after this long. Applies to the API and the metrics
+    /// listener. [default: 60s]
+    #[arg(long, env = "RUSTCHAIN_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<HumanDuration>,
     /// Open connections accepted at once on the HTTP API. [default: 1024]
     #[arg(long, env = "RUSTCHAIN_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -144,7 +158,8 @@ struct FileConfig {
     spec: Option<String>,
     data_dir: Option<PathBuf>,
     http_addr: Option<SocketAddr>,
-    admin_key: Option<String>,
+    /// No longer read (the key belongs in its own file): refused with a message.
+    admin_key: Option<toml::Value>,
     admin_key_file: Option<PathBuf>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
@@ -164,6 +179,8 @@ struct FileConfig {
     admin_rate_limit_burst: Option<u32>,
     trusted_proxies: Option<Vec<IpNet>>,
     request_timeout: Option<HumanDuration>,
+    header_read_timeout: Option<HumanDuration>,
+    idle_timeout: Option<HumanDuration>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     max_inflight_requests: Option<usize>,
@@ -182,6 +199,7 @@ pub struct NodeConfig {
     pub spec: String,
     pub data_dir: PathBuf,
     pub http_addr: SocketAddr,
+    /// The admin key from RUSTCHAIN_ADMIN_KEY, if that is where it comes from.
     #[serde(skip)]
     pub admin_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -205,6 +223,8 @@ pub struct NodeConfig {
     pub admin_rate_limit_burst: u32,
     pub trusted_proxies: Vec<IpNet>,
     pub request_timeout: HumanDuration,
+    pub header_read_timeout: HumanDuration,
+    pub idle_timeout: HumanDuration,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_inflight_requests: usize,
@@ -226,7 +246,26 @@ fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S:
 }
 
 impl NodeConfig {
+    /// Resolve `args` with this process's environment (for the variables clap does not read).
     pub fn resolve(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
+        let env_key = match std::env::var(ADMIN_KEY_ENV) {
+            Ok(k) => Some(k),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => bail!("{ADMIN_KEY_ENV} is not valid UTF-8"),
+        };
+        Self::resolve_with(args, env_key)
+    }
+
+    /// Resolve `args`, with `env_admin_key` the value of RUSTCHAIN_ADMIN_KEY.
+    pub fn resolve_with(args: &NodeArgs, env_admin_key: Option<String>) -> anyhow::Result<NodeConfig> {
+        if args.admin_key_flag.is_some() {
+            bail!(
+                "--admin-key is not accepted: a key on the command line is visible to every user of this machine \
+                 (ps, /proc/<pid>/cmdline). Put the key in a file only the node can read and pass \
+                 --admin-key-file FILE (or admin_key_file in the config file), or set the environment variable \
+                 {ADMIN_KEY_ENV}"
+            );
+        }
         let file = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
@@ -234,12 +273,24 @@ impl NodeConfig {
             }
             None => FileConfig::default(),
         };
+        if file.admin_key.is_some() {
+            bail!(
+                "the config file key admin_key is not accepted: put the key in a file only the node can read \
+                 and set admin_key_file = \"/path/to/that/file\" (or set the environment variable {ADMIN_KEY_ENV})"
+            );
+        }
+        let env_admin_key = env_admin_key.map(|k| k.trim().to_owned()).filter(|k| !k.is_empty());
+        if env_admin_key.is_some() && args.admin_key_file.is_some() {
+            bail!("both {ADMIN_KEY_ENV} and --admin-key-file (or RUSTCHAIN_ADMIN_KEY_FILE) are set: use one");
+        }
+        // Flag > environment > file: the environment's key beats the config file's key file.
+        let admin_key_file = if env_admin_key.is_some() { None } else { args.admin_key_file.clone().or(file.admin_key_file) };
         NodeConfig {
             spec: args.spec.clone().or(file.spec).unwrap_or_else(|| "devnet".into()),
             data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| "rustchain-data".into()),
             http_addr: args.http_addr.or(file.http_addr).unwrap_or_else(|| "127.0.0.1:8099".parse().expect("valid")),
-            admin_key: args.admin_key.clone().or(file.admin_key).filter(|k| !k.is_empty()),
-            admin_key_file: args.admin_key_file.clone().or(file.admin_key_file),
+            admin_key: env_admin_key,
+            admin_key_file,
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             log_level: args.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into()),
             p2p_addr: {
@@ -261,6 +312,8 @@ impl NodeConfig {
             admin_rate_limit_burst: args.admin_rate_limit_burst.or(file.admin_rate_limit_burst).unwrap_or(5),
             trusted_proxies: args.trusted_proxies.clone().or(file.trusted_proxies).unwrap_or_default(),
             request_timeout: args.request_timeout.or(file.request_timeout).unwrap_or(HumanDuration::secs(10)),
+            header_read_timeout: args.header_read_timeout.or(file.header_read_timeout).unwrap_or(HumanDuration::secs(10)),
+            idle_timeout: args.idle_timeout.or(file.idle_timeout).unwrap_or(HumanDuration::secs(60)),
             max_connections: args.max_connections.or(file.max_connections).unwrap_or(1024),
             max_connections_per_ip: args.max_connections_per_ip.or(file.max_connections_per_ip).unwrap_or(64),
             max_inflight_requests: args.max_inflight_requests.or(file.max_inflight_requests).unwrap_or(512),
@@ -278,6 +331,9 @@ impl NodeConfig {
     fn checked(self) -> anyhow::Result<NodeConfig> {
         if self.request_timeout.0.is_zero() {
             bail!("request_timeout must be positive");
+        }
+        if self.header_read_timeout.0.is_zero() || self.idle_timeout.0.is_zero() {
+            bail!("header_read_timeout and idle_timeout must be positive");
         }
         if self.backup_every.0 < Duration::from_secs(60) {
             bail!("backup_every must be at least 1m");
@@ -314,7 +370,12 @@ impl NodeConfig {
     /// The configuration as TOML, with the admin secret shown only as set or not.
     pub fn dump(&self) -> String {
         let mut text = toml::to_string_pretty(self).expect("config serializes");
-        text.push_str(&format!("# admin_key: {}\n", if self.admin_key.is_some() { "(set)" } else { "(not set)" }));
+        let key = match (&self.admin_key, &self.admin_key_file) {
+            (Some(_), _) => format!("(set, from {ADMIN_KEY_ENV})"),
+            (None, Some(_)) => "(from admin_key_file)".to_owned(),
+            (None, None) => "(not set: /admin/* answers 503)".to_owned(),
+        };
+        text.push_str(&format!("# admin_key: {key}\n"));
         text
     }
 
@@ -336,17 +397,39 @@ impl NodeConfig {
         load_spec(&self.spec)
     }
 
+    /// The admin key: from RUSTCHAIN_ADMIN_KEY, or read from `admin_key_file`.
     pub fn admin_key(&self) -> anyhow::Result<Option<String>> {
         if let Some(k) = &self.admin_key {
             return Ok(Some(k.clone()));
         }
-        self.admin_key_file.as_deref().map(|p| first_line_secret(p, "admin key")).transpose()
+        self.admin_key_file.as_deref().map(read_admin_key_file).transpose()
     }
 
     /// The Ergo API key from `ergo_api_key_file`, if one is configured.
     pub fn ergo_api_key(&self) -> anyhow::Result<Option<String>> {
         self.ergo_api_key_file.as_deref().map(|p| first_line_secret(p, "Ergo API key")).transpose()
     }
+}
+
+/// The environment variable that may hold the admin key itself.
+pub const ADMIN_KEY_ENV: &str = "RUSTCHAIN_ADMIN_KEY";
+
+/// The admin key from its file (first line, trimmed). A file every user may read is refused.
+pub fn read_admin_key_file(path: &Path) -> anyhow::Result<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).with_context(|| format!("reading admin key file {}", path.display()))?.permissions().mode();
+        if mode & 0o004 != 0 {
+            bail!(
+                "admin key file {p} is readable by every user (mode {m:03o}); restrict it: chmod 600 {p} \
+                 (or chmod 640 and give it the node's group)",
+                p = path.display(),
+                m = mode & 0o777,
+            );
+        }
+    }
+    first_line_secret(path, "admin key")
 }
 
 /// The first line of a secret file, trimmed; an empty one is an error.
@@ -450,10 +533,46 @@ mod tests {
 
     #[test]
     fn dump_never_shows_the_admin_key() {
-        let args = NodeArgs { admin_key: Some("hunter2".into()), ..Default::default() };
-        let dump = NodeConfig::resolve(&args).unwrap().dump();
+        let cfg = NodeConfig::resolve_with(&NodeArgs::default(), Some("hunter2\n".into())).unwrap();
+        assert_eq!(cfg.admin_key().unwrap().as_deref(), Some("hunter2"));
+        let dump = cfg.dump();
         assert!(!dump.contains("hunter2"));
-        assert!(dump.contains("(set)"));
+        assert!(dump.contains("(set, from RUSTCHAIN_ADMIN_KEY)"));
+    }
+
+    #[test]
+    fn admin_key_comes_from_a_private_file_or_the_environment_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("admin.key");
+        std::fs::write(&key, "hunter2\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let args = NodeArgs { admin_key_file: Some(key.clone()), ..Default::default() };
+        let cfg = NodeConfig::resolve_with(&args, None).unwrap();
+        assert_eq!(cfg.admin_key().unwrap().as_deref(), Some("hunter2"), "first line, newline trimmed");
+        assert!(!cfg.dump().contains("hunter2"));
+
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = NodeConfig::resolve_with(&args, None).unwrap().admin_key().unwrap_err().to_string();
+        assert!(err.contains("readable by every user") && err.contains("chmod 600"), "{err}");
+
+        let flag = NodeArgs { admin_key_flag: Some(Some("hunter2".into())), ..Default::default() };
+        let err = NodeConfig::resolve_with(&flag, None).unwrap_err().to_string();
+        assert!(err.contains("--admin-key-file") && err.contains("RUSTCHAIN_ADMIN_KEY") && !err.contains("hunter2"), "{err}");
+
+        let both = NodeConfig::resolve_with(&args, Some("other".into())).unwrap_err().to_string();
+        assert!(both.contains("use one"), "{both}");
+
+        // The config file names a key file; a literal key there is refused.
+        let toml = dir.path().join("node.toml");
+        std::fs::write(&toml, format!("admin_key_file = {:?}\n", key.to_str().unwrap())).unwrap();
+        let from_file = NodeArgs { config: Some(toml.clone()), ..Default::default() };
+        assert_eq!(NodeConfig::resolve_with(&from_file, None).unwrap().admin_key_file, Some(key.clone()));
+        let env_wins = NodeConfig::resolve_with(&from_file, Some("from-env".into())).unwrap();
+        assert_eq!((env_wins.admin_key().unwrap().as_deref(), env_wins.admin_key_file), (Some("from-env"), None));
+        std::fs::write(&toml, "admin_key = \"hunter2\"\n").unwrap();
+        let err = NodeConfig::resolve_with(&from_file, None).unwrap_err().to_string();
+        assert!(err.contains("admin_key_file") && !err.contains("hunter2"), "{err}");
     }
 
     #[test]
@@ -468,6 +587,9 @@ mod tests {
         assert_eq!((cfg.rate_limit_per_minute, cfg.rate_limit_burst), (0, 3));
         assert_eq!(cfg.metrics_addr, "127.0.0.1:9090".parse().unwrap());
         assert_eq!((cfg.min_peers, cfg.backup_keep, cfg.request_timeout), (0, 7, HumanDuration::secs(10)));
+        assert_eq!((cfg.header_read_timeout, cfg.idle_timeout), (HumanDuration::secs(10), HumanDuration::secs(60)));
+        let bad = NodeArgs { idle_timeout: Some(HumanDuration::secs(0)), ..Default::default() };
+        assert!(NodeConfig::resolve(&bad).is_err());
         let bad = NodeArgs { backup_keep: Some(0), ..Default::default() };
         assert!(NodeConfig::resolve(&bad).is_err());
         let same = NodeArgs { metrics_addr: Some("127.0.0.1:8099".parse().unwrap()), ..Default::default() };

@@ -430,7 +430,8 @@ pub enum DbCommand {
         /// Running node's HTTP API, e.g. http://127.0.0.1:8099 (needs the admin key).
         #[arg(long, value_name = "URL")]
         node: Option<String>,
-        /// File holding the admin key (first line); or set RUSTCHAIN_ADMIN_KEY.
+        /// File holding the admin key (first line; not readable by every user); or set
+        /// RUSTCHAIN_ADMIN_KEY to the key itself.
         #[arg(long, env = "RUSTCHAIN_ADMIN_KEY_FILE", value_name = "FILE")]
         admin_key_file: Option<PathBuf>,
         /// Where to write the backup; refuses to overwrite.
@@ -519,13 +520,11 @@ pub fn run_command(cmd: DbCommand) -> anyhow::Result<i32> {
 }
 
 fn online_backup(url: &str, admin_key_file: Option<&Path>, out: &Path, compress: bool) -> anyhow::Result<()> {
-    let key = match (admin_key_file, std::env::var("RUSTCHAIN_ADMIN_KEY")) {
-        (Some(f), _) => {
-            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            text.lines().next().unwrap_or("").trim().to_owned()
-        }
-        (None, Ok(k)) => k,
-        (None, Err(_)) => bail!("an online backup needs the admin key: --admin-key-file FILE or RUSTCHAIN_ADMIN_KEY"),
+    let env_key = std::env::var(crate::config::ADMIN_KEY_ENV).ok().map(|k| k.trim().to_owned()).filter(|k| !k.is_empty());
+    let key = match (admin_key_file, env_key) {
+        (Some(f), _) => crate::config::read_admin_key_file(f)?,
+        (None, Some(k)) => k,
+        (None, None) => bail!("an online backup needs the admin key: --admin-key-file FILE or RUSTCHAIN_ADMIN_KEY"),
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {

@@ -1,26 +1,33 @@
-//! Abuse protection for the HTTP API: caps on open connections (in total and per IP), the
-//! client's real IP (from `X-Real-IP`/`X-Forwarded-For` only when the TCP peer is a trusted
+//! Abuse protection for the HTTP API: caps on open connections (in total and per IP), time
+//! limits on connections (headers must arrive in time; idle keep-alive connections are closed),
+//! the client's real IP (from `X-Real-IP`/`X-Forwarded-For` only when the TCP peer is a trusted
 //! proxy), per-IP rate limits (public and admin separately), a cap on requests in flight, and
 //! JSON bodies for the errors these layers produce.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::connect_info::Connected;
+use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
+use hyper::body::{Frame, SizeHint};
+use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore, watch};
+use tower::ServiceExt;
 use tower_governor::GovernorError;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
@@ -41,6 +48,7 @@ pub struct HttpLimits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_inflight_requests: usize,
+    pub timeouts: ConnTimeouts,
 }
 
 impl HttpLimits {
@@ -55,6 +63,7 @@ impl HttpLimits {
             max_connections: cfg.max_connections,
             max_connections_per_ip: cfg.max_connections_per_ip,
             max_inflight_requests: cfg.max_inflight_requests,
+            timeouts: ConnTimeouts::from_config(cfg),
         }
     }
 
@@ -152,12 +161,6 @@ impl Listener for CappedListener {
     }
 }
 
-impl Connected<IncomingStream<'_, CappedListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, CappedListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
-
 impl AsyncRead for CountedStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
@@ -179,6 +182,328 @@ impl AsyncWrite for CountedStream {
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serving connections, with time limits
+
+/// How long a connection may keep the server waiting on the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnTimeouts {
+    /// From accepting the connection (or from the first byte of the next request on a keep-alive
+    /// connection) until the request's headers are complete.
+    pub header_read: Duration,
+    /// With no request in flight (between requests), or while a response waits for the client to
+    /// read it: no progress for this long closes the connection.
+    pub idle: Duration,
+}
+
+impl ConnTimeouts {
+    pub fn from_config(cfg: &NodeConfig) -> Self {
+        ConnTimeouts { header_read: cfg.header_read_timeout.0, idle: cfg.idle_timeout.0 }
+    }
+}
+
+/// Serve `app` on `listener` until `shutdown` resolves, then stop accepting, let the requests in
+/// flight finish and return once every connection is closed.
+///
+/// Each connection is served by hyper's HTTP/1 server (what `axum::serve` uses) under a watchdog
+/// that closes it when the client is too slow: headers not complete within
+/// [`ConnTimeouts::header_read`], or nothing happening for [`ConnTimeouts::idle`] while no request
+/// is being handled. A request being handled is never cut by these (the routes' own request
+/// timeout does that). Every request carries `ConnectInfo<PeerAddr>`.
+pub async fn serve<L>(
+    mut listener: L,
+    app: Router,
+    timeouts: ConnTimeouts,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()>
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    let mut shutdown = std::pin::pin!(shutdown);
+    // `stop` tells the connections to finish; `open` counts them (each task holds a receiver).
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (open_tx, open_rx) = watch::channel(());
+    loop {
+        let (io, peer) = tokio::select! {
+            conn = listener.accept() => conn,
+            _ = &mut shutdown => break,
+        };
+        tokio::spawn(serve_connection(io, peer, app.clone(), timeouts, stop_rx.clone(), open_rx.clone()));
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(open_rx);
+    open_tx.closed().await;
+    Ok(())
+}
+
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    app: Router,
+    timeouts: ConnTimeouts,
+    mut stop: watch::Receiver<bool>,
+    _open: watch::Receiver<()>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let watch = Arc::new(ConnWatch::new());
+    let io = TokioIo::new(WatchedIo { inner: io, watch: watch.clone() });
+    let service = ConnService { app, peer, watch: watch.clone() };
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let expired = watch.expired(timeouts);
+    let mut expired = std::pin::pin!(expired);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            why = &mut expired => {
+                // Dropping the connection closes the socket. No handler is running: the client was
+                // sending its headers, idle, or not reading a response that is already made.
+                tracing::debug!(%peer, "connection closed: {why}");
+                return;
+            }
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                if watch.waiting_on_client() {
+                    return;
+                }
+                // Finish the request in flight, then close.
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Where a connection stands, as far as its timeouts are concerned.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// Reading a request's headers, since then.
+    Head(Instant),
+    /// A request is being handled.
+    Handling,
+    /// A response is going out; the last progress then.
+    Sending(Instant),
+    /// Between requests, since then.
+    Idle(Instant),
+}
+
+struct ConnWatch {
+    state: Mutex<WatchState>,
+    changed: Notify,
+}
+
+struct WatchState {
+    phase: Phase,
+    /// Requests handed to the router whose responses have not gone out yet.
+    in_flight: usize,
+}
+
+impl ConnWatch {
+    fn new() -> Self {
+        ConnWatch { state: Mutex::new(WatchState { phase: Phase::Head(Instant::now()), in_flight: 0 }), changed: Notify::new() }
+    }
+
+    fn phase(&self) -> Phase {
+        self.state.lock().expect("connection state").phase
+    }
+
+    fn update(&self, f: impl FnOnce(&mut WatchState)) {
+        f(&mut self.state.lock().expect("connection state"));
+        self.changed.notify_one();
+    }
+
+    /// A request goes to the router.
+    fn begin(&self) {
+        self.update(|s| {
+            s.in_flight += 1;
+            s.phase = Phase::Handling;
+        });
+    }
+
+    /// Its response head is ready; the body goes out now.
+    fn responded(&self) {
+        self.update(|s| {
+            if s.in_flight == 1 {
+                s.phase = Phase::Sending(Instant::now());
+            }
+        });
+    }
+
+    /// The response has gone out (or the request was dropped).
+    fn finished(&self) {
+        self.update(|s| {
+            s.in_flight -= 1;
+            s.phase = if s.in_flight == 0 { Phase::Idle(Instant::now()) } else { Phase::Handling };
+        });
+    }
+
+    /// Bytes came in: after an idle spell, a new request's headers start.
+    fn on_read(&self) {
+        let mut s = self.state.lock().expect("connection state");
+        if let Phase::Idle(_) = s.phase {
+            s.phase = Phase::Head(Instant::now());
+            drop(s);
+            self.changed.notify_one();
+        }
+    }
+
+    /// A response made progress (a body chunk, or bytes written to the client).
+    fn on_progress(&self) {
+        let mut s = self.state.lock().expect("connection state");
+        if let Phase::Sending(_) = s.phase {
+            s.phase = Phase::Sending(Instant::now());
+        }
+    }
+
+    /// Nothing is being handled: the connection may be closed without losing work.
+    fn waiting_on_client(&self) -> bool {
+        matches!(self.phase(), Phase::Head(_) | Phase::Idle(_))
+    }
+
+    /// Resolves (with the reason) when the client has been too slow.
+    async fn expired(&self, t: ConnTimeouts) -> &'static str {
+        loop {
+            let changed = self.changed.notified();
+            let (deadline, why) = match self.phase() {
+                Phase::Head(since) => (Some(since + t.header_read), "request headers not received in time"),
+                Phase::Handling => (None, ""),
+                Phase::Sending(since) => (Some(since + t.idle), "the client stopped reading the response"),
+                Phase::Idle(since) => (Some(since + t.idle), "idle"),
+            };
+            match deadline {
+                Some(d) if Instant::now() >= d => return why,
+                Some(d) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(d.into()) => {}
+                        _ = changed => {}
+                    }
+                }
+                None => changed.await,
+            }
+        }
+    }
+}
+
+/// The connection's IO, reporting traffic to its watch.
+struct WatchedIo<I> {
+    inner: I,
+    watch: Arc<ConnWatch>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.watch.on_read();
+        }
+        res
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.watch.on_progress();
+        }
+        res
+    }
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.watch.on_progress();
+        }
+        res
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The router, for one connection: adds `ConnectInfo<PeerAddr>` and tracks each request until its
+/// response has gone out.
+struct ConnService {
+    app: Router,
+    peer: SocketAddr,
+    watch: Arc<ConnWatch>,
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for ConnService {
+    type Response = Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(ConnectInfo(PeerAddr(self.peer)));
+        let request = InFlight::begin(self.watch.clone());
+        let response = self.app.clone().oneshot(req);
+        Box::pin(async move {
+            let response = response.await?;
+            request.watch.responded();
+            Ok(response.map(|body| TrackedBody { inner: body, request }))
+        })
+    }
+}
+
+/// A request from the moment it is handed to the router until its response body is done (or
+/// the request is dropped).
+struct InFlight {
+    watch: Arc<ConnWatch>,
+}
+
+impl InFlight {
+    fn begin(watch: Arc<ConnWatch>) -> Self {
+        watch.begin();
+        InFlight { watch }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.watch.finished();
+    }
+}
+
+/// A response body that keeps its request in flight until hyper has taken all of it.
+struct TrackedBody {
+    inner: Body,
+    request: InFlight,
+}
+
+impl HttpBody for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let res = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(res, Poll::Ready(Some(Ok(_)))) {
+            self.request.watch.on_progress();
+        }
+        res
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

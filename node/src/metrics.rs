@@ -285,13 +285,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     node: Arc<Node>,
+    timeouts: crate::limits::ConnTimeouts,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = axum::Router::new()
         .route("/metrics", get(scrape))
         .fallback(|| async { crate::api::ApiError::new(axum::http::StatusCode::NOT_FOUND, "NOT_FOUND", "only /metrics is served here") })
         .with_state((registry, node));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    crate::limits::serve(listener, app, timeouts, shutdown).await
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::anchor::{Anchor, ErgoAnchor, NullAnchor};
 use crate::api::ApiError;
 use crate::config::NodeConfig;
 use crate::dbops::{self, Backups};
-use crate::limits::HttpLimits;
+use crate::limits::{ConnTimeouts, HttpLimits};
 use crate::metrics::{Metrics, MetricsBuilder};
 use crate::nonce::Challenges;
 use crate::network::{self, NetConfig, NetHandle};
@@ -159,6 +159,8 @@ impl Node {
 
 /// Start the node and run it until SIGTERM or SIGINT.
 pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    // Read first, so a missing or unsafe key file stops the start before anything is opened.
+    let admin_key = cfg.admin_key()?;
     let mut metrics = MetricsBuilder::new();
     // libp2p's metrics go into the same registry (prefix `libp2p_`), before it is frozen.
     let p2p_metrics = libp2p::metrics::Metrics::new(metrics.registry());
@@ -235,7 +237,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         data_dir: cfg.data_dir.clone(),
         writer,
         key,
-        admin_key: cfg.admin_key()?,
+        admin_key,
         clock,
         started: Instant::now(),
         first_epoch,
@@ -282,12 +284,15 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the metrics listener to {}", cfg.metrics_addr))?;
     tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening on /metrics");
-    let metrics_server = tokio::spawn(crate::metrics::serve(metrics_listener, registry, node.clone(), stopped(&stop_rx)));
+    let metrics_server = tokio::spawn(crate::metrics::serve(metrics_listener, registry, node.clone(), ConnTimeouts::from_config(&cfg), stopped(&stop_rx)));
 
     let listener = tokio::net::TcpListener::bind(cfg.http_addr)
         .await
         .with_context(|| format!("binding the HTTP API to {}", cfg.http_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
+    tracing::info!(
+        addr = %listener.local_addr()?, header_read_timeout = %cfg.header_read_timeout, idle_timeout = %cfg.idle_timeout,
+        "HTTP API listening"
+    );
     let limits = HttpLimits::from_config(&cfg);
     let http = tokio::spawn(crate::api::serve(listener, node.clone(), limits, stopped(&stop_rx)));
 

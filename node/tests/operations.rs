@@ -28,7 +28,7 @@ fn submit(node: &TestNode, m: &Miner) -> (u16, Value) {
 
 fn admin_key_file(dir: &Path) -> String {
     let f = dir.join("admin.key");
-    std::fs::write(&f, format!("{ADMIN_KEY}\n")).unwrap();
+    common::write_private(&f, &format!("{ADMIN_KEY}\n"));
     f.to_str().unwrap().to_owned()
 }
 

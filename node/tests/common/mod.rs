@@ -42,6 +42,17 @@ pub fn free_ports(n: u32) -> u16 {
     panic!("no {n} free ports in {LOW}..{}", LOW + SPAN);
 }
 
+/// Write `text` to a new file only its owner can read (mode 0600).
+pub fn write_private(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
 pub struct TestNode {
     pub child: Option<Child>,
     pub data_dir: PathBuf,
@@ -87,12 +98,23 @@ impl TestNode {
         }
     }
 
+    /// A file holding [`ADMIN_KEY`] (mode 0600), beside the data dir; written on first use.
+    pub fn admin_key_file(&self) -> PathBuf {
+        let path = self.data_dir.with_extension("admin-key");
+        if !path.exists() {
+            write_private(&path, &format!("{ADMIN_KEY}\n"));
+        }
+        path
+    }
+
     /// The command line this node runs with.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustchain"));
         cmd.args(["node", "--data-dir"])
             .arg(&self.data_dir)
-            .args(["--http-addr", &format!("127.0.0.1:{}", self.port), "--admin-key", ADMIN_KEY])
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.port)])
+            .arg("--admin-key-file")
+            .arg(self.admin_key_file())
             .args(["--p2p-addr", &format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port)])
             .args(&self.extra)
             .env("RUSTCHAIN_LOG", "info");
