@@ -19,7 +19,9 @@ pub struct AttestArgs {
     /// Miner key file (from `rustchain keygen`).
     #[arg(long, env = "RUSTCHAIN_MINER_KEY", value_name = "FILE")]
     pub key: PathBuf,
-    /// Wallet that earns the rewards. [default: the key's RTC address]
+    /// Wallet that earns the rewards: this key's RTC address, or a free-form name (which belongs
+    /// to the first key that earns for it). Another key's RTC address is refused (403
+    /// KEY_MISMATCH). [default: the key's RTC address]
     #[arg(long)]
     pub wallet: Option<String>,
     /// Miner id of this machine. [default: <hostname>-<first 8 hex of the public key>]

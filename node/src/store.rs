@@ -627,18 +627,20 @@ fn note_first(w: &WriteTransaction, epoch: u64, kind: BindingKind, key: &str, ow
 }
 
 /// What the bindings in force say of `claim`: who else holds its wallet name or its serial.
+/// Refusing is always safe, so a claim is refused whenever another party holds what it claims,
+/// even one of the open epoch that it would outrank (a receipt slot tie, broken by id, which a
+/// client could grind).
 fn binding_refusal(w: &WriteTransaction, epoch: u64, claim: &Claim) -> Result<Option<Refusal>, StoreError> {
-    let before = |at: Option<(u64, Hash32)>| at.is_none_or(|a| a < (claim.slot, claim.id));
     if claim.pins_key() {
-        if let Some((owner, at)) = holder(w, epoch, BindingKind::WalletKey, &claim.wallet)? {
-            if owner != claim.key && before(at) {
+        if let Some((owner, _)) = holder(w, epoch, BindingKind::WalletKey, &claim.wallet)? {
+            if owner != claim.key {
                 return Ok(Some(Refusal::KeyMismatch { wallet: claim.wallet.clone(), owner }));
             }
         }
     }
     if let Some(serial) = &claim.serial_hash {
-        if let Some((owner, at)) = holder(w, epoch, BindingKind::Serial, serial)? {
-            if owner != claim.wallet && before(at) {
+        if let Some((owner, _)) = holder(w, epoch, BindingKind::Serial, serial)? {
+            if owner != claim.wallet {
                 return Ok(Some(Refusal::DuplicateHardware(owner)));
             }
         }
@@ -2041,7 +2043,7 @@ mod tests {
             Err(Refusal::HardwareBinding { reason: "entropy_collision", .. }) => {}
             other => panic!("{other:?}"),
         }
-        let drifted = field_miner_at(&spec, 1, 900, spec.first_slot(4) + 2, Origin::Miner);
+        let drifted = field_miner_at(&spec, 1, 1, spec.first_slot(4) + 2, Origin::Miner);
         assert_ne!(drifted.claim.profile, first.claim.profile);
         insert(&w, &drifted).expect("normal drift keeps the binding");
         let (s4, _) = settle_epoch(&w, &spec, 4).unwrap();

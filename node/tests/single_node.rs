@@ -18,6 +18,8 @@ fn base(arch: &str) -> u128 {
         "386" => 3_000_000_000,
         "pentium_iii" => 2_000_000_000,
         "modern" => 800_000_000,
+        // A legacy signature covers no device: evaluated as 1.0x, and without evidence it fails.
+        "legacy" => 1_000_000_000,
         other => panic!("no base for {other}"),
     }
 }
@@ -116,12 +118,15 @@ fn attest_settle_and_pay_end_to_end() {
         "report": {"nonce": nonce, "commitment": "c0ffee"},
         "device": {"device_family": "x86", "device_arch": "386", "cpu": "Intel 386DX", "cores": 1},
         "signals": {"macs": ["00:00:0c:12:34:56"], "hostname": "retro"},
-        "fingerprint": {"all_passed": true, "checks": common::good_checks(json!({"has_sse": false, "simd_flags_count": 0, "arch": "i386"}))},
+        "fingerprint": {"all_passed": true, "checks": common::good_checks(json!({"has_sse": false, "simd_flags_count": 0, "arch": "i386"}), 200)},
         "signature": hex::encode(legacy_key.sign(msg.as_bytes())), "public_key": hex::encode(legacy_key.public()),
     });
     let (s, v) = node.post("/attest/submit", &legacy);
     assert_eq!(s, 200, "{v}");
-    accepted.push(("wallet-386".into(), "386".into(), v["slot"].as_u64().unwrap(), v["fingerprint_passed"].as_bool().unwrap()));
+    // Its device and fingerprint could have been swapped after signing: neither is read.
+    assert_eq!((v["fingerprint_passed"].as_bool(), v["fingerprint_reasons"][0].as_str()), (Some(false), Some("legacy_signature_unmeasured")), "{v}");
+    assert_eq!(v["weight"], json!(1), "{v}");
+    accepted.push(("wallet-386".into(), "legacy".into(), v["slot"].as_u64().unwrap(), v["fingerprint_passed"].as_bool().unwrap()));
 
     // All landed in one epoch.
     let epoch = accepted[0].2 / spec.slots_per_epoch;

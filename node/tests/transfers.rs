@@ -30,7 +30,9 @@ fn judged(node: &TestNode, tx: &str, secs: u64) -> Value {
 /// miner named `miner_id`; returns the key and the reward, once every node has credited it.
 fn funded_sender(nodes: &[TestNode], seed: u8, miner_id: &str) -> (Keypair, u64) {
     let sender = Keypair::from_seed(&[seed; 32]);
+    // The sender's own key attests (an RTC address earns only for its key), on a machine of its own.
     let mut miner = Miner::new(seed.wrapping_sub(7), "placeholder", "G4", "");
+    miner.key = Keypair::from_seed(&[seed; 32]);
     miner.wallet = sender.address();
     miner.miner_id = miner_id.into();
     let refs: Vec<&TestNode> = nodes.iter().collect();
@@ -153,6 +155,12 @@ fn wallet_cli_new_address_send_confirmed() {
 
     // The wallet earns an epoch's pot through a miner that pays to it.
     let mut miner = Miner::new(90, "placeholder", "G4", "");
+    // The wallet's own key attests: an RTC address earns only for its key.
+    miner.key = {
+        use rustchain_node::wallet::{KeyFile, key_of};
+        key_of(&KeyFile::read(&wallet_file).unwrap().open("correct horse").unwrap())
+    };
+    assert_eq!(miner.key.address(), address);
     miner.wallet = address.clone();
     miner.miner_id = "cli-box".into();
     let epoch = attest_in_one_epoch(&[node], &[miner]);

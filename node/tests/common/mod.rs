@@ -278,10 +278,15 @@ pub struct Miner {
     pub hostname: String,
 }
 
-pub fn good_checks(extra_simd: Value) -> Value {
+/// A passing fingerprint, measured on machine `machine`: its clock drift and L2 latency are
+/// scaled by 1.12^(machine % 32) and 1.12^(machine / 32 % 8), so two of the 256 machines never
+/// have colliding entropy profiles (PROTOCOL.md §7.1) and each `Miner` is its own machine.
+pub fn good_checks(extra_simd: Value, machine: u8) -> Value {
+    let cv = 0.033222 * 1.12f64.powi(i32::from(machine % 32));
+    let l2 = 40.37 * 1.12f64.powi(i32::from(machine / 32 % 8));
     json!({
-        "clock_drift": {"passed": true, "data": {"mean_ns": 1843211, "stdev_ns": 61234, "cv": 0.033222, "drift_stdev": 70311}},
-        "cache_timing": {"passed": true, "data": {"l1_ns": 18.42, "l2_ns": 40.37, "l3_ns": 93.11, "l2_l1_ratio": 2.19, "l3_l2_ratio": 2.306, "l3_l1_ratio": 5.055}},
+        "clock_drift": {"passed": true, "data": {"mean_ns": 1843211, "stdev_ns": 61234, "cv": cv, "drift_stdev": 70311}},
+        "cache_timing": {"passed": true, "data": {"l1_ns": 18.42, "l2_ns": l2, "l3_ns": 93.11, "l2_l1_ratio": 2.19, "l3_l2_ratio": 2.306, "l3_l1_ratio": 5.055}},
         "simd_identity": {"passed": true, "data": extra_simd},
         "thermal_drift": {"passed": true, "data": {"cold_avg_ns": 3712044, "hot_avg_ns": 3650981, "cold_stdev": 98122, "hot_stdev": 80457, "drift_ratio": 0.9836}},
         "instruction_jitter": {"passed": true, "data": {"int_avg_ns": 612345, "fp_avg_ns": 701223, "branch_avg_ns": 455102, "int_stdev": 21456, "fp_stdev": 25110, "branch_stdev": 17302}},
@@ -301,7 +306,7 @@ impl Miner {
             miner_id: format!("{wallet}-box"),
             device: json!({"family": family, "arch": arch, "model": cpu, "cpu": cpu, "cores": 1, "memory_gb": 1,
                            "serial": serial, "machine": "test"}),
-            fingerprint: json!({"all_passed": true, "checks": good_checks(simd)}),
+            fingerprint: json!({"all_passed": true, "checks": good_checks(simd, seed)}),
             hostname: format!("{wallet}-host"),
         }
     }
