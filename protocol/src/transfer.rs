@@ -193,6 +193,11 @@ fn check(spec: &ChainSpec, f: &Fields<'_>, public_key: [u8; 32], signature: [u8;
     if !valid_miner_id(f.to) {
         return Err(TransferError::InvalidField("to_address", "must match ^[A-Za-z0-9._:-]{1,128}$"));
     }
+    // One spelling per address: `RTC` and 40 lower-case hex digits. Another spelling would be
+    // another wallet, and what it received would be lost to the key's owner.
+    if crate::attestation::is_rtc_address(f.to) && !(f.to.starts_with("RTC") && f.to[3..].bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))) {
+        return Err(TransferError::InvalidField("to_address", "an RTC address is written RTC and 40 lower-case hex digits"));
+    }
     if f.to == f.from {
         return Err(TransferError::InvalidField("to_address", "must differ from from_address"));
     }
@@ -452,6 +457,21 @@ mod tests {
         assert!(msg.contains("\"amount\":2.0"));
         body["signature"] = hex::encode(key().sign(msg.as_bytes())).into();
         assert_eq!(parse_json(&body).unwrap().amount_i64, 2_000_000);
+    }
+
+    /// Issue 13 (9): an upper-case spelling of a real address would be another wallet, and the
+    /// funds lost; it is refused before the signature is even checked.
+    #[test]
+    fn an_rtc_address_has_one_spelling() {
+        for to in ["RTCABABABABABABABABABABABABABABABABABABABAB", "rtcabababababababababababababababababababab", "RTCabababababababababababababababababababaB"] {
+            let mut o = order();
+            o.to_address = to.into();
+            assert_eq!(parse_json(&o.sign(&key())).unwrap_err().code(), "INVALID_FIELD", "{to}");
+        }
+        // Free-form wallet names (what miners' rewards may be paid to) stay as they are.
+        let mut o = order();
+        o.to_address = "Scott-G4".into();
+        assert!(parse_json(&o.sign(&key())).is_ok());
     }
 
     #[test]
