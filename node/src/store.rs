@@ -39,8 +39,8 @@ const BINDINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("bin
 /// (epoch, kind, key) -> `EpochFirst` (CBOR): the earliest claim on a serial or a wallet name among
 /// the records of an epoch, for the HTTP path's refusals (settlement derives it again).
 const EPOCH_FIRST: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition::new("epoch_first_claims");
-/// (coarse cell, machine) -> profile text: the certified `profile` bindings by `Profile::cell`, so
-/// a collision check reads at most 32 small ranges (PROTOCOL.md §7.1).
+/// (profile key, machine) -> profile text: the certified `profile` bindings by `Profile::key`, so a
+/// collision check reads one small range (PROTOCOL.md §7.1).
 const PROFILE_CELLS: TableDefinition<(u64, &str), &str> = TableDefinition::new("profile_cells");
 /// (payload id, receipt node key) -> receipt slot: every receipt seen for a miner payload. One payload
 /// under two receipts is two records; one key at two slots is an equivocating receipt signer.
@@ -545,12 +545,12 @@ fn meta_u64(w: &WriteTransaction, key: &str) -> Result<Option<u64>, StoreError> 
     Ok(w.open_table(META)?.get(key)?.and_then(|v| be_u64(v.value())))
 }
 
-/// The certified profiles (bound by epochs before `epoch`) near any of `claims`' profiles: every
-/// one a collision check of theirs could find.
+/// The certified profiles (bound by epochs before `epoch`) equal to any of `claims`' profiles:
+/// every one a collision check of theirs could find.
 fn certified_profiles_near(w: &WriteTransaction, claims: &[Claim], epoch: u64) -> Result<ProfileIndex, StoreError> {
     let cells = w.open_table(PROFILE_CELLS)?;
     let bindings = w.open_table(BINDINGS)?;
-    let mut wanted: Vec<u64> = claims.iter().filter(|c| c.profile.is_complete()).flat_map(|c| c.profile.neighbour_cells()).collect();
+    let mut wanted: Vec<u64> = claims.iter().filter(|c| c.profile.is_complete()).map(|c| c.profile.key()).collect();
     wanted.sort_unstable();
     wanted.dedup();
     let mut index = ProfileIndex::default();
@@ -1074,10 +1074,10 @@ pub fn apply_certificate(w: &WriteTransaction, cert: &EpochCertificate, offered:
                 let old = old.map(|v| uncbor::<StoredBinding>(v.value(), "binding")).transpose()?;
                 let mut cells = w.open_table(PROFILE_CELLS)?;
                 if let Some(p) = old.and_then(|o| Profile::from_text(&o.owner)) {
-                    cells.remove((p.cell(), b.key.as_str()))?;
+                    cells.remove((p.key(), b.key.as_str()))?;
                 }
                 let Some(p) = Profile::from_text(&b.owner) else { return Err(StoreError::Corrupt("profile binding")) };
-                cells.insert((p.cell(), b.key.as_str()), b.owner.as_str())?;
+                cells.insert((p.key(), b.key.as_str()), b.owner.as_str())?;
             }
         }
     }
