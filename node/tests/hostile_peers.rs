@@ -1,13 +1,15 @@
-//! Hostile peers against a 4-validator testnet of real binaries on 127.0.0.1 (issue 13): a
+//! Hostile peers and miners against a 4-validator testnet of real binaries on 127.0.0.1: a
 //! receipt signer that puts one miner payload at two slots and shows each version to a different
-//! validator cannot split them. Before the receipt was part of the record's id, each validator kept
-//! the first receipt it saw, their registry digests were equal, and the epoch never certified.
+//! validator cannot split them (issue 13: before the receipt was part of the record's id, each
+//! validator kept the first receipt it saw, their registry digests were equal, and the epoch never
+//! certified); one machine's fingerprint sent under two serials to two nodes at once is paid once,
+//! the same on every node (issue 21).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Miner, TestNode, certified, epoch_now, init_testnet, start_testnet};
+use common::{Miner, TestNode, attest_in_one_epoch, certified, epoch_now, init_testnet, start_testnet};
 use futures::StreamExt;
 use libp2p::gossipsub::IdentTopic;
 use libp2p::request_response;
@@ -114,4 +116,42 @@ fn one_payload_under_two_receipts_cannot_split_the_validators() {
     assert!(caught >= 1, "no node counted the receipt equivocation");
     let banned = nodes.iter().any(|n| n.log_text().contains("RECEIPT EQUIVOCATION") && n.log_text().contains(&hostile_peer));
     assert!(banned, "no node logged the equivocating signer {hostile_peer}");
+}
+
+#[test]
+fn one_fingerprint_under_two_serials_at_two_nodes_at_once_is_paid_once_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    init_testnet(dir.path(), 4, 0);
+    let nodes = start_testnet(dir.path(), &[0, 1, 2, 3]);
+    let real = Miner::new(71, "farm-a", "G4", "FARM-SN-A");
+    let mut copy = Miner::new(72, "farm-b", "G4", "FARM-SN-B");
+    copy.fingerprint = real.fingerprint.clone();
+    let honest = Miner::new(73, "honest-c", "G4", "HONEST-SN-C");
+    // The two copies go to two different nodes in the same moment; neither node has seen the other.
+    let epoch = attest_in_one_epoch(&[&nodes[0], &nodes[1], &nodes[2]], &[real, copy, honest]);
+    let first = certified(&nodes[0], epoch, 60);
+    let weights: std::collections::BTreeMap<String, u64> = first["record"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["miner"].as_str().unwrap().to_owned(), e["weight"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(weights.len(), 3, "{first}");
+    let full = weights["honest-c"];
+    assert!(full > 2_000_000_000, "{weights:?}");
+    // Exactly one of the two copies earns a G4's weight; the other a failed fingerprint's.
+    let mut copies = [weights["farm-a"], weights["farm-b"]];
+    copies.sort_unstable();
+    assert_eq!(copies[0], full / 1_000_000_000, "{weights:?}");
+    assert!(copies[1] > 2_000_000_000, "{weights:?}");
+    for n in &nodes {
+        assert_eq!(certified(n, epoch, 60)["settlement_hash"], first["settlement_hash"], "node {}", n.url);
+    }
+    // From now on a copy is refused at the door, on any node.
+    let again = Miner::new(74, "farm-d", "G4", "FARM-SN-D");
+    let mut again = again;
+    again.fingerprint = Miner::new(71, "farm-a", "G4", "FARM-SN-A").fingerprint;
+    let (s, v) = nodes[3].post("/attest/submit", &again.body(&nodes[3].challenge(None)));
+    assert_eq!((s, v["code"].as_str()), (409, Some("HARDWARE_BINDING_FAILED")), "{v}");
+    assert!(v["error"].as_str().unwrap().starts_with("entropy_collision"), "{v}");
 }
