@@ -177,15 +177,25 @@ fn powerpc_rules(device: &Device, arch: &str, simd: Option<&Data>, cache: Option
     if !altivec || x86_features {
         reasons.push(format!("simd_identity: no AltiVec evidence for {arch}"));
     }
+    // The label Mac OS X gives a PowerPC Mac is "Power Macintosh" (neither "powerpc" nor "ppc").
     let names_ppc = |d: &Data| {
         ["arch", "architecture"].iter().any(|k| {
-            d.get(*k).and_then(Value::as_str).is_some_and(|a| a.to_lowercase().contains("powerpc") || a.to_lowercase().contains("ppc"))
+            d.get(*k).and_then(Value::as_str).is_some_and(|a| {
+                let a = a.to_lowercase();
+                a.contains("powerpc") || a.contains("ppc") || POWERPC_ARCHES.iter().any(|t| a.contains(t))
+            })
         })
     };
+    // A PowerPC 970 (G5) has no L3: an absent or zero `l3_l2_ratio` is not a missing measurement.
+    // An L2 faster than L1 (0 < l2_l1_ratio < 1) is a measurement of the interpreter, not of the
+    // caches: unmeasured, and not held against a claim whose AltiVec evidence is there.
     let cache_ok = cache.is_some_and(names_ppc)
         || simd.is_some_and(names_ppc)
         || cache.is_some_and(|d| {
-            (number(d, "l2_l1_ratio") >= 1.05 && number(d, "l3_l2_ratio") >= 1.05) || number(d, "hierarchy_ratio") >= 1.2
+            let (l2_l1, l3_l2) = (number(d, "l2_l1_ratio"), number(d, "l3_l2_ratio"));
+            (l2_l1 >= 1.05 && (l3_l2 >= 1.05 || l3_l2 <= 0.0))
+                || number(d, "hierarchy_ratio") >= 1.2
+                || (l2_l1 > 0.0 && l2_l1 < 1.0)
         });
     if !cache_ok {
         reasons.push(format!("cache_timing: no PowerPC cache profile for {arch}"));
@@ -256,6 +266,32 @@ mod tests {
         for (checks, host, dev) in cases {
             let (b, d) = body(&checks, host, &dev);
             assert!(!judge(&b, &d).passed, "should fail: {checks} {host} {dev}");
+        }
+    }
+
+    #[test]
+    fn powerpc_cache_profile_as_the_reference_reads_it() {
+        // Without the simd_identity label, only cache_timing can show the profile: Mac OS X names
+        // a PowerPC Mac "Power Macintosh"; a G5 has no L3; an L2 the probe finds faster than L1
+        // is unmeasured (the AltiVec evidence already shows the arch), not a failure.
+        let no_label = GOOD.replace(r#""arch": "ppc", "#, "");
+        let cache = r#""cache_timing": {"passed": true, "data": {"l2_l1_ratio": 2.1, "l3_l2_ratio": 3.4}}"#;
+        assert!(no_label.contains(cache));
+        let with = |data: &str| {
+            let (b, d) = body(&no_label.replace(cache, &format!(r#""cache_timing": {{"passed": true, "data": {data}}}"#)), "powermac", G4);
+            judge(&b, &d)
+        };
+        for ok in [
+            r#"{"arch": "power macintosh", "l2_l1_ratio": 1.0, "l3_l2_ratio": 1.0}"#,
+            r#"{"arch": "Power Macintosh"}"#,
+            r#"{"l2_l1_ratio": 1.3}"#,
+            r#"{"l2_l1_ratio": 1.3, "l3_l2_ratio": 0}"#,
+            r#"{"l2_l1_ratio": 0.801, "l3_l2_ratio": 0.981, "measurement": "inconclusive_on_this_arch"}"#,
+        ] {
+            assert!(with(ok).passed, "{ok}: {:?}", with(ok));
+        }
+        for bad in [r#"{"l2_l1_ratio": 1.0, "l3_l2_ratio": 1.0}"#, r#"{"l2_l1_ratio": 1.3, "l3_l2_ratio": 1.02}"#, r#"{"arch": "x86_64"}"#] {
+            assert!(!with(bad).passed, "{bad}");
         }
     }
 
