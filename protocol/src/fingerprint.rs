@@ -22,6 +22,9 @@ pub const VINTAGE_ARCHES: [&str; 12] = [
     "g4", "g5", "g3", "powerpc", "power macintosh", "powerpc g4", "powerpc g5", "powerpc g3", "power8", "power9", "68k",
     "m68k",
 ];
+/// Arches that predate RDTSC: `clock_drift` is not required, and a failed one is not held against
+/// them (the reference's 386/486 rule: the check cannot be measured on that silicon).
+pub const TSCLESS_ARCHES: [&str; 2] = ["386", "486"];
 /// Arches whose claim needs PowerPC evidence (brand, AltiVec, cache profile, no x86 SIMD).
 pub const POWERPC_ARCHES: [&str; 7] = ["g3", "g4", "g5", "power8", "power9", "powerpc", "power macintosh"];
 
@@ -107,7 +110,9 @@ pub fn judge(body: &Value, device: &Device) -> Verdict {
     let checks = body.get("fingerprint").and_then(|f| f.get("checks")).unwrap_or(&empty);
     let arch = claimed_arch(device);
     let vintage = VINTAGE_ARCHES.contains(&arch.as_str());
-    let required: &[&str] = if vintage { &["anti_emulation"] } else { &["anti_emulation", "clock_drift"] };
+    let tscless = TSCLESS_ARCHES.contains(&arch.as_str());
+    let required: &[&str] =
+        if vintage || tscless { &["anti_emulation"] } else { &["anti_emulation", "clock_drift"] };
 
     let mut data_of = std::collections::BTreeMap::new();
     for name in CHECKS {
@@ -119,7 +124,7 @@ pub fn judge(body: &Value, device: &Device) -> Verdict {
         };
         match evidence(check) {
             Ok((passed, data)) => {
-                if !passed && !SOFT_CHECKS.contains(&name) {
+                if !passed && !SOFT_CHECKS.contains(&name) && !(tscless && name == "clock_drift") {
                     reasons.push(format!("{name}: failed on the miner"));
                 }
                 data_of.insert(name, data);
@@ -293,6 +298,26 @@ mod tests {
         for bad in [r#"{"l2_l1_ratio": 1.0, "l3_l2_ratio": 1.0}"#, r#"{"l2_l1_ratio": 1.3, "l3_l2_ratio": 1.02}"#, r#"{"arch": "x86_64"}"#] {
             assert!(!with(bad).passed, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_386_or_486_need_not_measure_clock_drift() {
+        let ae = r#""anti_emulation": {"passed": true, "data": {"vm_indicators": []}}"#;
+        for arch in ["386", "486"] {
+            let dev = format!(r#"{{"arch": "{arch}", "cpu": "Intel {arch}DX"}}"#);
+            let (b, d) = body(&format!("{{{ae}}}"), "retro", &dev);
+            assert!(judge(&b, &d).passed, "{arch} without clock_drift: {:?}", judge(&b, &d));
+            let failed = r#""clock_drift": {"passed": false, "data": {"fail_reason": "no TSC", "cv": 0.02, "samples": 40}}"#;
+            let (b, d) = body(&format!("{{{ae}, {failed}}}"), "retro", &dev);
+            assert!(judge(&b, &d).passed, "{arch} with a failed clock_drift: {:?}", judge(&b, &d));
+            // What it does send is still read: a synthetic cv fails.
+            let synthetic = r#""clock_drift": {"passed": true, "data": {"cv": 0.00005, "samples": 40}}"#;
+            let (b, d) = body(&format!("{{{ae}, {synthetic}}}"), "retro", &dev);
+            assert!(!judge(&b, &d).passed);
+        }
+        // A Pentium has a TSC.
+        let (b, d) = body(&format!("{{{ae}}}"), "retro", r#"{"arch": "pentium", "cpu": "Intel Pentium"}"#);
+        assert!(!judge(&b, &d).passed);
     }
 
     #[test]
