@@ -121,7 +121,9 @@ fn attest_settle_and_pay_end_to_end() {
     });
     let (s, v) = node.post("/attest/submit", &legacy);
     assert_eq!(s, 200, "{v}");
-    accepted.push(("wallet-386".into(), "386".into(), v["slot"].as_u64().unwrap(), v["fingerprint_passed"].as_bool().unwrap()));
+    // Legacy payloads are evaluated without their device and fingerprint: one unit (PROTOCOL.md §5.3).
+    assert_eq!((v["hw_weight"].as_u64(), v["fingerprint_passed"].as_bool()), (Some(1_000_000_000), Some(false)), "{v}");
+    accepted.push(("wallet-386".into(), "legacy".into(), v["slot"].as_u64().unwrap(), false));
 
     // All landed in one epoch.
     let epoch = accepted[0].2 / spec.slots_per_epoch;
@@ -150,6 +152,9 @@ fn attest_settle_and_pay_end_to_end() {
     let weights: BTreeMap<String, u64> = accepted
         .iter()
         .map(|(w, arch, slot, passed)| {
+            if arch == "legacy" {
+                return (w.clone(), 1);
+            }
             let hw = expected_hw_weight(arch, *slot, spec.slot_seconds);
             (w.clone(), if *passed { hw } else { (hw / 1_000_000_000).max(1) })
         })
