@@ -31,6 +31,8 @@ fn judged(node: &TestNode, tx: &str, secs: u64) -> Value {
 fn funded_sender(nodes: &[TestNode], seed: u8, miner_id: &str) -> (Keypair, u64) {
     let sender = Keypair::from_seed(&[seed; 32]);
     let mut miner = Miner::new(seed.wrapping_sub(7), "placeholder", "G4", "");
+    // An RTC-address wallet earns only through attestations its own key signs (PROTOCOL.md §5.1).
+    miner.key = sender.clone();
     miner.wallet = sender.address();
     miner.miner_id = miner_id.into();
     let refs: Vec<&TestNode> = nodes.iter().collect();
@@ -151,8 +153,12 @@ fn wallet_cli_new_address_send_confirmed() {
     let address = address.trim().to_owned();
     assert!(out.contains(&address));
 
-    // The wallet earns an epoch's pot through a miner that pays to it.
+    // The wallet earns an epoch's pot through a miner that pays to it, signing with the wallet's
+    // key (an RTC-address wallet earns only for its own key, PROTOCOL.md §5.1).
     let mut miner = Miner::new(90, "placeholder", "G4", "");
+    let words = rustchain_node::wallet::KeyFile::read(&wallet_file).unwrap().open("correct horse").unwrap();
+    miner.key = rustchain_node::wallet::key_of(&words);
+    assert_eq!(miner.key.address(), address);
     miner.wallet = address.clone();
     miner.miner_id = "cli-box".into();
     let epoch = attest_in_one_epoch(&[node], &[miner]);
