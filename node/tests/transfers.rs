@@ -153,7 +153,8 @@ fn wallet_cli_new_address_send_confirmed() {
     let address = address.trim().to_owned();
     assert!(out.contains(&address));
 
-    // The wallet earns an epoch's pot through a miner that pays to it.
+    // The wallet earns an epoch's pot through a miner that pays to it, signing with the wallet's
+    // key (an RTC-address wallet earns only for its own key, PROTOCOL.md §5.1).
     let mut miner = Miner::new(90, "placeholder", "G4", "");
     // The wallet's own key attests: an RTC address earns only for its key.
     miner.key = {

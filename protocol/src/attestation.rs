@@ -316,7 +316,8 @@ pub struct Evaluation {
     pub device: Device,
     pub verdict: Verdict,
     pub serial_hash: Option<String>,
-    /// The device's antiquity weight at this slot.
+    /// The device's antiquity weight at this slot; at most 1.0x when the claimed arch's bonus has
+    /// no evidence (`fingerprint::bonus_evidence`).
     pub hw_weight: u64,
     /// The weight it enrolls with: `hw_weight`, or one-billionth of it (at least 1 unit) when the
     /// fingerprint did not pass. The entropy rule (PROTOCOL.md §7.1) may lower it at enrollment.
@@ -340,8 +341,15 @@ pub fn evaluate(spec: &ChainSpec, sub: &Submission, slot: u64) -> Evaluation {
         };
     }
     let device = Device::from_body(&sub.body);
-    let verdict = fingerprint::judge(&sub.body, &device);
-    let hw_weight = multiplier::hardware_weight(&device.arch, spec.age_seconds(slot));
+    let mut verdict = fingerprint::judge(&sub.body, &device);
+    let mut hw_weight = multiplier::hardware_weight(&device.arch, spec.age_seconds(slot));
+    // A bonus needs evidence of the claimed architecture (PROTOCOL.md §5.3): without it, 1.0x.
+    if hw_weight > multiplier::UNIT
+        && let Err(why) = fingerprint::bonus_evidence(&sub.body, &device)
+    {
+        hw_weight = multiplier::UNIT;
+        verdict.reasons.push(format!("bonus_unverified: {why}"));
+    }
     let weight = if verdict.passed { hw_weight } else { (hw_weight / multiplier::UNIT).max(1) };
     Evaluation { serial_hash: device.serial_hash(), device, verdict, hw_weight, weight, profile: crate::entropy::Profile::of_body(&sub.body) }
 }

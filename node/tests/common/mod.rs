@@ -298,7 +298,8 @@ impl Miner {
     pub fn new(seed: u8, wallet: &str, arch: &str, serial: &str) -> Miner {
         let (family, cpu, simd) = match arch {
             "G4" | "G5" | "G3" => ("PowerPC", "PowerPC 7447A", json!({"arch": "ppc", "has_altivec": true, "simd_flags_count": 1})),
-            _ => ("x86", "Intel Pentium III", json!({"arch": "i686", "has_sse": true, "simd_flags_count": 12})),
+            _ => ("x86", "Intel Pentium III", json!({"arch": "i686", "has_sse": true, "has_avx": false, "simd_flags_count": 12,
+                                                     "sample_flags": ["fpu", "vme", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "sep"]})),
         };
         Miner {
             key: Keypair::from_seed(&[seed; 32]),
