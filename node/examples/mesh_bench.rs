@@ -267,8 +267,9 @@ fn miner_id(phase: u8, i: usize) -> String {
 }
 
 /// A signed body shaped like `rustchain attest` output from an x86-64 Linux box (~2.4 KB).
-fn signed_body(key: &Keypair, i: usize, miner_id: &str, nonce: &str) -> Vec<u8> {
-    protocol::testkit::linux_miner_body(key, i, miner_id, nonce, "MESHSN")
+/// Miner `i` of `phase` measures its own fixture machine (no two collide, PROTOCOL.md §7.1).
+fn signed_body(key: &Keypair, phase: u8, i: usize, miner_id: &str, nonce: &str) -> Vec<u8> {
+    protocol::testkit::linux_miner_body(key, (usize::from(phase) * 400_000 + i) % 3_200_000, miner_id, nonce, "MESHSN")
 }
 
 /// One prepared submission: where it goes and what is sent.
@@ -316,7 +317,7 @@ async fn prepare(c: &reqwest::Client, urls: &[String], phase: u8, seed: u64, pla
                         part.iter()
                             .map(|(i, node, nonce)| Prepared {
                                 node: *node,
-                                body: signed_body(&miner_key(phase, seed, *i), *i, &miner_id(phase, *i), nonce),
+                                body: signed_body(&miner_key(phase, seed, *i), phase, *i, &miner_id(phase, *i), nonce),
                             })
                             .collect::<Vec<_>>()
                     })
@@ -465,7 +466,7 @@ impl Cluster {
             let target = rng.below(urls.len());
             let id = miner_id(0, w);
             let nonce = challenge(c, &urls[target], &id).await?;
-            let body = signed_body(&miner_key(0, 0, w), w, &id, &nonce);
+            let body = signed_body(&miner_key(0, 0, w), 0, w, &id, &nonce);
             let (s, text) = submit(c, &urls[target], body).await?;
             ensure!(s == 200, "warm-up submit to node {target}: {s} {text}");
             let want = base + w as u64 + 1;

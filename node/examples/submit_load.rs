@@ -145,7 +145,7 @@ fn sign_all(seed: u8, nonces: &[String]) -> Vec<Vec<u8>> {
                         .enumerate()
                         .map(|(j, nonce)| {
                             let i = c * chunk + j;
-                            signed_body(&miner_key(seed, i), i, &miner_id(seed, i), nonce)
+                            signed_body(&miner_key(seed, i), seed, i, &miner_id(seed, i), nonce)
                         })
                         .collect::<Vec<_>>()
                 })

@@ -68,9 +68,16 @@ pub fn miner_id(seed: u8, i: usize) -> String {
 }
 
 /// A signed `/attest/submit` body shaped like `rustchain attest` output from an x86-64 Linux box
-/// (~2 KB). Miner `i` always reports the same device (serial, MAC, hostname).
-pub fn signed_body(key: &Keypair, i: usize, miner_id: &str, nonce: &str) -> Vec<u8> {
-    protocol::testkit::linux_miner_body(key, i, miner_id, nonce, "LOADSN")
+/// (~2 KB). Miner `i` of `seed` always reports the same device (serial, MAC, hostname, and
+/// measurements), and miners of different seeds are different machines (their entropy profiles
+/// never collide, PROTOCOL.md §7.1) while `i` < 12,500.
+pub fn signed_body(key: &Keypair, seed: u8, i: usize, miner_id: &str, nonce: &str) -> Vec<u8> {
+    protocol::testkit::linux_miner_body(key, machine(seed, i), miner_id, nonce, "LOADSN")
+}
+
+/// The fixture machine (`protocol::testkit`) that simulated miner `i` of `seed` measures.
+pub fn machine(seed: u8, i: usize) -> usize {
+    (usize::from(seed) * 12_500 + i) % 3_200_000
 }
 
 /// What happened to one attestation.
@@ -136,7 +143,7 @@ async fn attest_once(client: &reqwest::Client, node: &str, seed: u8, i: usize) -
         },
         Err(o) => return o,
     };
-    let body = signed_body(&miner_key(seed, i), i, &id, &nonce);
+    let body = signed_body(&miner_key(seed, i), seed, i, &id, &nonce);
     if let Err(e) = attestation::parse_submission(&body) {
         return Outcome::Refused(format!("LOCAL_{}", e.code()));
     }
@@ -279,12 +286,12 @@ mod tests {
     #[test]
     fn bodies_verify_and_miners_keep_their_device() {
         let key = miner_key(3, 17);
-        let a = attestation::parse_submission(&signed_body(&key, 17, &miner_id(3, 17), "nonce-a")).unwrap();
-        let b = attestation::parse_submission(&signed_body(&key, 17, &miner_id(3, 17), "nonce-b")).unwrap();
+        let a = attestation::parse_submission(&signed_body(&key, 3, 17, &miner_id(3, 17), "nonce-a")).unwrap();
+        let b = attestation::parse_submission(&signed_body(&key, 3, 17, &miner_id(3, 17), "nonce-b")).unwrap();
         assert_ne!(a.payload().payload_id(), b.payload().payload_id(), "each attestation is its own record");
         assert_eq!(a.miner_id, "load-3-0000017");
-        let body: Value = serde_json::from_slice(&signed_body(&key, 17, "x", "n")).unwrap();
-        let again: Value = serde_json::from_slice(&signed_body(&key, 17, "x", "m")).unwrap();
+        let body: Value = serde_json::from_slice(&signed_body(&key, 3, 17, "x", "n")).unwrap();
+        let again: Value = serde_json::from_slice(&signed_body(&key, 3, 17, "x", "m")).unwrap();
         assert_eq!(body["device"], again["device"]);
         assert_ne!(miner_key(3, 17).public(), miner_key(4, 17).public());
     }

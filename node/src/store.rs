@@ -1748,7 +1748,7 @@ mod tests {
 
         // A record accepted elsewhere in epoch 3 reaches this node only now.
         let key = crate::sim::miner_key(9, 1);
-        let sub = attestation::parse_submission(&crate::sim::signed_body(&key, 1, "late-1", "late-nonce")).unwrap();
+        let sub = attestation::parse_submission(&crate::sim::signed_body(&key, 9, 1, "late-1", "late-nonce")).unwrap();
         let slot = spec.first_slot(3) + 1;
         let eval = attestation::evaluate(&spec, &sub, slot);
         let payload = sub.payload();

@@ -8,9 +8,9 @@ use crate::attestation::sign_request;
 use crate::crypto::{Keypair, sha256};
 
 /// The body of miner number `i` (which varies the commitment, serial, MAC, hostname and the
-/// measurements), signed by `key`, for the wallet `key.address()`. Each `i` below 160,000 is its
-/// own machine: four measured fields are scaled by 1.1^d for the base-20 digits d of `i`, so no
-/// two of them have colliding entropy profiles (PROTOCOL.md §7.1); `i = 0` is vector E1.
+/// measurements), signed by `key`, for the wallet `key.address()`. Each `i` below 3,200,000 is its
+/// own machine: the five measured fields are scaled by 1.1^d for the base-20 digits d of `i`, so
+/// no two of them have colliding entropy profiles (PROTOCOL.md §7.1); `i = 0` is vector E1.
 pub fn linux_miner_body(key: &Keypair, i: usize, miner_id: &str, nonce: &str, serial_prefix: &str) -> Vec<u8> {
     let wallet = key.address();
     // The first ten /proc/cpuinfo flags (a full report lists up to 64, ~3.3 KB in all).
@@ -39,7 +39,7 @@ pub fn linux_miner_body(key: &Keypair, i: usize, miner_id: &str, nonce: &str, se
                     "samples": 200, "inner_iterations": 5000, "mean_ns": 231877, "stddev_ns": 4123,
                     "stdev_ns": 4123, "min_ns": 226001, "max_ns": 262340, "cv": 0.017781 * spread(0) + jitter, "drift_stdev": 5012}},
                 "cache_timing": {"passed": true, "data": {
-                    "arch": "x86_64", "l1_ns": 1.212, "l2_ns": 3.874 * spread(1), "l3_ns": 11.52, "l2_l1_ratio": 3.196,
+                    "arch": "x86_64", "l1_ns": 1.212 * spread(4), "l2_ns": 3.874 * spread(1), "l3_ns": 11.52, "l2_l1_ratio": 3.196,
                     "l3_l2_ratio": 2.974, "l3_l1_ratio": 9.505, "hierarchy_ratio": 9.505, "l1_bytes": 16384,
                     "l2_bytes": 262144, "l3_bytes": 8388608, "loads_per_trial": 1000000, "trials": 5}},
                 "simd_identity": {"passed": true, "data": {
@@ -74,7 +74,7 @@ mod tests {
         use crate::entropy::{Profile, ProfileIndex};
         let key = Keypair::from_seed(&[7; 32]);
         let mut index = ProfileIndex::default();
-        for i in (0..8000).step_by(7).chain([19, 20, 399, 400, 7999, 8000, 159_999]) {
+        for i in (0..8000).step_by(7).chain([19, 20, 399, 400, 7999, 8000, 159_999, 160_000, 2_550_000, 3_199_999]) {
             let body = crate::canonical_json::parse(&linux_miner_body(&key, i, "m", "n", "SN")).unwrap();
             let p = Profile::of_body(&body);
             assert!(p.is_complete());
