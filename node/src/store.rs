@@ -1848,7 +1848,7 @@ mod tests {
     /// A miner (`miner_seed`) attesting for `wallet` with hardware `serial`, receipted by
     /// `signer_seed`'s key at `slot`: the write a node makes of it, from a miner or from a peer.
     fn attestation_at(spec: &ChainSpec, miner_seed: u8, wallet: &str, serial: &str, signer_seed: u8, slot: u64, origin: Origin) -> NewAttestation {
-        use protocol::attestation::{self, Receipt};
+        use protocol::attestation;
         let key = protocol::crypto::Keypair::from_seed(&[miner_seed; 32]);
         let nonce = format!("n-{miner_seed}-{wallet}-{serial}-{}", spec.epoch_of_slot(slot));
         let mut req = serde_json::json!({
@@ -1860,7 +1860,13 @@ mod tests {
                 "clock_drift": {"passed": true, "data": {"cv": 0.02, "samples": 200}}}},
         });
         attestation::sign_request(&key, req.as_object_mut().unwrap());
-        let sub = attestation::parse_submission(&serde_json::to_vec(&req).unwrap()).unwrap();
+        received(spec, &serde_json::to_vec(&req).unwrap(), signer_seed, slot, origin)
+    }
+
+    /// The write a node makes of the signed `body`, receipted by `signer_seed`'s key at `slot`.
+    fn received(spec: &ChainSpec, body: &[u8], signer_seed: u8, slot: u64, origin: Origin) -> NewAttestation {
+        use protocol::attestation::{self, Receipt};
+        let sub = attestation::parse_submission(body).unwrap();
         let eval = attestation::evaluate(spec, &sub, slot);
         let payload = sub.payload();
         let signer = protocol::crypto::Keypair::from_seed(&[signer_seed; 32]);
@@ -1994,23 +2000,9 @@ mod tests {
     /// A Linux field miner's full fingerprint (the testkit body: five measured fields), for the
     /// machine `i`, signed by `miner_seed`'s key (its own wallet and serial), receipted at `slot`.
     fn field_miner_at(spec: &ChainSpec, miner_seed: u8, i: usize, slot: u64, origin: Origin) -> NewAttestation {
-        use protocol::attestation::{self, Receipt};
         let key = protocol::crypto::Keypair::from_seed(&[miner_seed; 32]);
         let body = protocol::testkit::linux_miner_body(&key, i, "box", &format!("n-{miner_seed}-{slot}"), "SN");
-        let sub = attestation::parse_submission(&body).unwrap();
-        let eval = attestation::evaluate(spec, &sub, slot);
-        let payload = sub.payload();
-        let receipt = Receipt::sign(spec, &protocol::crypto::Keypair::from_seed(&[7; 32]), &payload.payload_id(), slot, &sub.nonce);
-        let record = AttestationRecord { payload, receipt };
-        NewAttestation {
-            origin,
-            id: record.id(),
-            epoch: spec.epoch_of_slot(slot),
-            claim: StoredClaim::new(&sub, &eval, slot),
-            record,
-            nonce_expires: u64::MAX,
-            oldest_open_epoch: spec.epoch_of_slot(slot),
-        }
+        received(spec, &body, 7, slot, origin)
     }
 
     /// Issue 21: one machine's measurements under three serials and wallets earn once, in the
