@@ -77,13 +77,15 @@ impl EntropyVerdict {
     }
 }
 
-/// What a binding binds: a hardware serial to a wallet, or a free-form wallet name to a key.
+/// What a binding binds: a machine to its entropy profile, a hardware serial to a wallet, or a
+/// free-form wallet name to a key. Declared in the order of their names (`profile` < `serial` <
+/// `wallet_key`): the settlement record lists bindings in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BindingKind {
-    /// key = serial hash, owner = wallet.
-    Serial,
     /// key = machine ([`Claim::machine`]), owner = its entropy profile (`Profile::to_text`).
     Profile,
+    /// key = serial hash, owner = wallet.
+    Serial,
     /// key = wallet name, owner = public key (hex).
     WalletKey,
 }
@@ -206,10 +208,17 @@ pub fn enroll<'a>(epoch_claims: impl IntoIterator<Item = &'a Claim>, certified: 
         })
         .collect();
 
-    // The entropy rule, claim by claim in (slot, id) order.
+    // The entropy rule, claim by claim: first the claims of machines that already hold a certified
+    // profile, then the others, each group in (slot, id) order. An established machine's current
+    // (drifted) measurements are claimed before any new machine can present a copy of them,
+    // whatever slot a receipt signer gave the copy.
+    let established = |c: &Claim| certified.contains_key(&(BindingKind::Profile, c.machine()));
+    let mut order: Vec<&Claim> = claims.iter().copied().filter(|c| established(c)).collect();
+    order.extend(claims.iter().copied().filter(|c| !established(c)));
     let mut entropy = BTreeMap::new();
-    let mut bound_here = ProfileIndex::default();
-    for c in &claims {
+    // Every profile claimed in this epoch by a claim the rule did not condemn, with its machine.
+    let mut claimed_here = ProfileIndex::default();
+    for c in order {
         if !c.profile.is_complete() {
             entropy.insert(c.id, EntropyVerdict::Insufficient);
             continue;
@@ -219,7 +228,7 @@ pub fn enroll<'a>(epoch_claims: impl IntoIterator<Item = &'a Claim>, certified: 
         let own = certified.get(&key).or_else(|| new_bindings.get(&key)).and_then(|t| Profile::from_text(t));
         let verdict = if own.is_some_and(|own| c.profile.mismatches(&own)) {
             Some(EntropyVerdict::Mismatch)
-        } else if profiles.collision(&c.profile, &machine).is_some() || bound_here.collision(&c.profile, &machine).is_some() {
+        } else if profiles.collision(&c.profile, &machine).is_some() || claimed_here.collision(&c.profile, &machine).is_some() {
             Some(EntropyVerdict::Collision)
         } else {
             None
@@ -228,11 +237,12 @@ pub fn enroll<'a>(epoch_claims: impl IntoIterator<Item = &'a Claim>, certified: 
             Some(v) => {
                 entropy.insert(c.id, v);
             }
-            None if own.is_none() => {
-                new_bindings.insert(key, c.profile.to_text());
-                bound_here.insert(c.profile, machine);
+            None => {
+                if own.is_none() {
+                    new_bindings.insert(key, c.profile.to_text());
+                }
+                claimed_here.insert(c.profile, machine);
             }
-            None => {}
         }
     }
 
@@ -384,6 +394,23 @@ mod tests {
         let e = enroll(&later, &held, &index);
         assert_eq!(e.enrolled["w1"].weight, g4);
         assert_eq!(e.enrolled["w2"].weight, 2);
+    }
+
+    /// The review's attack: a new machine copies an established machine's current, drifted
+    /// measurements (not the certified first profile) under a receipt backdated to the epoch's
+    /// first slot. The established machine claims them first; the copy collides.
+    #[test]
+    fn a_backdated_copy_of_an_established_machines_drifted_measurements_earns_nothing() {
+        let mut held = Bindings::new();
+        held.insert((BindingKind::Profile, "s1".into()), complete(500).to_text());
+        let drifted = Profile([540, 510, 490, 508, 470]);
+        let cs = [
+            with_profile(claim("thief", "kt", 0, 0, 3_000_000_000, Some("s9")), drifted),
+            with_profile(claim("owner", "ko", 7, 7, 3_000_000_000, Some("s1")), drifted),
+        ];
+        let e = enroll(&cs, &held, &profile_index(&held));
+        assert_eq!((e.enrolled["owner"].weight, e.enrolled["thief"].weight), (3_000_000_000, 3));
+        assert_eq!(e.entropy[&[0; 32]], EntropyVerdict::Collision);
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub struct Settlement {
 /// One binding an epoch made. Field order is the hashed order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewBinding {
-    /// `serial` (key: serial hash, owner: wallet) or `wallet_key` (key: wallet, owner: public key hex).
+    /// `profile` (key: machine, owner: profile text), `serial` (key: serial hash, owner: wallet) or
+    /// `wallet_key` (key: wallet, owner: public key hex).
     pub kind: String,
     pub key: String,
     pub owner: String,
@@ -343,7 +344,8 @@ pub fn settle(
         entries,
         transfers: outcomes,
         transfer_changes,
-        // `Bindings` is ordered by (kind, key), and the kinds' names sort as the kinds do.
+        // `Bindings` is ordered by (kind, key), and `BindingKind` is declared in the order of the
+        // kinds' names, so this is the order of PROTOCOL.md §8.3 (kind text, then key).
         bindings: bindings
             .iter()
             .map(|((kind, key), owner)| NewBinding { kind: kind.as_str().to_owned(), key: key.clone(), owner: owner.clone() })
@@ -552,6 +554,26 @@ mod tests {
         ]
         .into_iter()
         .collect()
+    }
+
+    #[test]
+    fn bindings_are_listed_by_kind_name_then_key() {
+        use crate::enrollment::BindingKind::{Profile, Serial, WalletKey};
+        let spec = ChainSpec::builtin("devnet").unwrap();
+        let b: Bindings = [
+            ((WalletKey, "a".to_owned()), "k".to_owned()),
+            ((Serial, "b".to_owned()), "w".to_owned()),
+            ((Profile, "c".to_owned()), "1.2.3.4.5".to_owned()),
+            ((Serial, "a".to_owned()), "w".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let s = settle(&spec, 1, [0; 32], &BTreeMap::new(), &b, &TransferInput::default()).unwrap();
+        let got: Vec<(&str, &str)> = s.bindings.iter().map(|x| (x.kind.as_str(), x.key.as_str())).collect();
+        let mut want = got.clone();
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(got[0], ("profile", "c"));
     }
 
     #[test]
