@@ -17,8 +17,8 @@ use protocol::settlement::{self, Ledger, PendingTransfer, SettleError, Settlemen
 use protocol::{ChainSpec, Hash32};
 use serde::{Deserialize, Serialize};
 
-/// Number of digest buckets (the first 12 bits of an id).
-pub const BUCKETS: usize = 4096;
+/// Number of digest buckets (the first 12 bits of an id), as the wire protocol bounds them.
+pub const BUCKETS: usize = protocol::wire::DIGEST_BUCKETS;
 
 /// One verified record's claim. Records are content-addressed: the same id is the same claim.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -53,8 +53,8 @@ pub enum Command {
 pub enum NetEvent {
     /// A well-formed `INV_ATTESTATION`; relay.rs must report a validation result for `msg_id`.
     Inv { msg_id: MessageId, source: PeerId, ids: Vec<Hash32> },
-    /// A well-formed `INV_EPOCH` (already accepted for forwarding).
-    Epoch { source: PeerId, inv: InvEpoch },
+    /// A well-formed `INV_EPOCH`; relay.rs verifies it and must report a result for `msg_id`.
+    Epoch { msg_id: MessageId, source: PeerId, inv: InvEpoch },
     /// A vote from a validator, signature verified (already accepted for forwarding).
     Vote(Vote),
     Connected(PeerId),
@@ -461,8 +461,9 @@ impl EventLoop {
         } else if message.topic == self.epoch_topic.hash() {
             match InvEpoch::decode(&message.data) {
                 Ok(inv) => {
-                    report(self, MessageAcceptance::Accept);
-                    let _ = self.events.try_send(NetEvent::Epoch { source, inv });
+                    if self.events.try_send(NetEvent::Epoch { msg_id: msg_id.clone(), source, inv }).is_err() {
+                        report(self, MessageAcceptance::Ignore);
+                    }
                 }
                 Err(e) => {
                     report(self, MessageAcceptance::Reject);
@@ -516,6 +517,13 @@ impl EventLoop {
             },
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 tracing::debug!(%peer, error = %error, "sync request failed");
+                // The codec refused the answer: larger than the request allows, malformed, or
+                // another request's kind of answer (p2p::SyncCodec). A timeout is not an offence.
+                if let request_response::OutboundFailure::Io(e) = &error
+                    && e.kind() == std::io::ErrorKind::InvalidData
+                {
+                    self.penalize(peer, 20, &format!("bad sync answer: {e}"));
+                }
                 if let Some(reply) = self.pending.remove(&request_id) {
                     let _ = reply.send(Err(error.to_string()));
                 }

@@ -78,7 +78,7 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
-    pub sync: request_response::cbor::Behaviour<Request, Response>,
+    pub sync: request_response::Behaviour<SyncCodec>,
 }
 
 /// The libp2p identity of a node: the same Ed25519 key that signs its receipts.
@@ -165,11 +165,8 @@ fn behaviour(key: &identity::Keypair, s: &SwarmSettings) -> Result<Behaviour, Bo
     let identify = identify::Behaviour::new(
         identify::Config::new(wire::identify_protocol(&s.network_id), key.public()).with_agent_version(agent_version(s.role)),
     );
-    let codec = request_response::cbor::codec::Codec::default()
-        .set_request_size_maximum(wire::MAX_REQUEST_BYTES as u64)
-        .set_response_size_maximum(wire::MAX_RESPONSE_BYTES as u64);
     let sync = request_response::Behaviour::with_codec(
-        codec,
+        SyncCodec::default(),
         [(StreamProtocol::try_from_owned(wire::sync_protocol(&s.network_id))?, ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(Duration::from_secs(20)).with_max_concurrent_streams(64),
     );
@@ -190,9 +187,83 @@ fn behaviour(key: &identity::Keypair, s: &SwarmSettings) -> Result<Behaviour, Bo
     })
 }
 
+/// The sync protocol's codec: CBOR, as libp2p's `cbor` codec writes it, but an answer is read only
+/// up to the limit of the request it answers (`wire::RequestKind::answer_limit`) and must be that
+/// request's kind of answer. A request-response stream carries one request and its answer, and
+/// libp2p writes the request and reads the answer with one clone of the codec, so the clone knows
+/// what it asked. Anything larger, malformed or of another kind is an `InvalidData` error: the
+/// network task penalises the peer that sent it.
+#[derive(Clone, Default)]
+pub struct SyncCodec {
+    asked: Option<wire::RequestKind>,
+}
+
+async fn read_at_most<T: futures::AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> std::io::Result<Vec<u8>> {
+    use futures::AsyncReadExt as _;
+    let mut bytes = Vec::new();
+    io.take(limit as u64 + 1).read_to_end(&mut bytes).await?;
+    Ok(bytes)
+}
+
+fn invalid(e: wire::WireError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+impl request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T: futures::AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Request> {
+        Request::decode(&read_at_most(io, wire::MAX_REQUEST_BYTES).await?).map_err(invalid)
+    }
+
+    async fn read_response<T: futures::AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Response> {
+        let kind = self.asked.ok_or_else(|| std::io::Error::other("an answer read before any request was written"))?;
+        Response::decode_answer(kind, &read_at_most(io, kind.answer_limit()).await?).map_err(invalid)
+    }
+
+    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: Request) -> std::io::Result<()> {
+        use futures::AsyncWriteExt as _;
+        self.asked = Some(req.kind());
+        io.write_all(&req.encode()).await
+    }
+
+    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: Response) -> std::io::Result<()> {
+        use futures::AsyncWriteExt as _;
+        io.write_all(&res.encode()).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The codec reads no more of an answer than the request it wrote allows, so an oversized
+    /// answer is refused after `limit + 1` bytes, undecoded, however much the peer sends.
+    #[tokio::test]
+    async fn an_answer_is_read_only_up_to_its_requests_limit() {
+        use request_response::Codec as _;
+        let proto = StreamProtocol::new("/test");
+        let mut codec = SyncCodec::default();
+        let mut sent = Vec::new();
+        codec.write_request(&proto, &mut sent, Request::EpochDigest { epoch: 3 }).await.unwrap();
+        assert_eq!(Request::decode(&sent).unwrap(), Request::EpochDigest { epoch: 3 });
+        let mut flood = futures::io::Cursor::new(vec![0x5a; wire::MAX_RESPONSE_BYTES]);
+        let err = codec.read_response(&proto, &mut flood).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+        assert_eq!(flood.position(), wire::MAX_DIGEST_ANSWER_BYTES as u64 + 1, "read past the digest's limit");
+        // Another kind's answer, however small, is refused too; the right kind is read.
+        let mut epoch = futures::io::Cursor::new(Response::Epoch { settlement: None, certificate: None }.encode());
+        assert_eq!(codec.read_response(&proto, &mut epoch).await.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        let digest = Response::Digest { epoch: 3, buckets: Default::default(), records: 0 };
+        let mut ok = futures::io::Cursor::new(digest.encode());
+        assert_eq!(codec.read_response(&proto, &mut ok).await.unwrap(), digest);
+        // A request larger than the request limit is refused the same way.
+        let mut big = futures::io::Cursor::new(vec![0u8; wire::MAX_REQUEST_BYTES * 4]);
+        assert!(codec.read_request(&proto, &mut big).await.is_err());
+        assert_eq!(big.position(), wire::MAX_REQUEST_BYTES as u64 + 1);
+    }
 
     #[test]
     fn every_gossip_preset_builds() {

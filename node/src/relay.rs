@@ -14,7 +14,7 @@ use protocol::Hash32;
 use protocol::attestation::{self, AttestationRecord};
 use protocol::transfer::TransferRecord;
 use protocol::wire::{self, Id, InvEpoch, Request, Response};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::network::{Command, NetEvent, NetHandle};
 use crate::service::Node;
@@ -22,8 +22,22 @@ use crate::store::{self, NewAttestation, NewTransfer, Origin, StoredClaim, Store
 
 /// Concurrent fetches triggered by announcements.
 const MAX_CONCURRENT_FETCHES: usize = 32;
+/// Of those, at most this many from one peer: a peer that announces what it then serves slowly or
+/// not at all holds only its own slots, and honest announcements keep theirs.
+const MAX_FETCHES_PER_PEER: usize = 4;
+/// Epoch announcements verified (and the reconciles they start) at once; one per epoch.
+const MAX_EPOCH_WORK: usize = 4;
 /// Records asked for in one request.
 const FETCH_CHUNK: usize = 256;
+// A chunk of the largest records (either kind: a body of at most 16 KiB and at most 4 KiB more)
+// fits one answer, which a node cuts at `MAX_PAGE_BYTES - 4096` bytes or
+// `MAX_RECORDS_PER_RESPONSE` records (network.rs): an honest peer returns every record of a chunk
+// that it has.
+const _: () = assert!(
+    FETCH_CHUNK <= wire::MAX_RECORDS_PER_RESPONSE
+        && FETCH_CHUNK * (attestation::MAX_BODY_BYTES + 4096) <= wire::MAX_PAGE_BYTES - 4096
+        && protocol::transfer::MAX_BODY_BYTES <= attestation::MAX_BODY_BYTES
+);
 /// How often a node compares its open and last epoch with a random peer.
 const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(5);
 /// How long a node with bootnodes waits for a first peer before settling alone.
@@ -152,9 +166,24 @@ fn check(spec: &protocol::ChainSpec, now_slot: u64, oldest_open_epoch: u64, reco
     }
 }
 
-/// Fetch `ids` from `peer`, verify and store them. Returns (stored, missing, invalid).
-async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>) -> (usize, usize, usize) {
-    let (mut stored, mut missing, mut invalid) = (0, 0, 0);
+/// What fetching ids from a peer came to.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Fetched {
+    /// New records stored.
+    stored: usize,
+    /// Asked for, answered, but left out of the answer: the peer does not have them.
+    omitted: usize,
+    /// Asked for in a request that failed (timeout, closed connection, refused answer).
+    failed: usize,
+    /// Sent, but invalid or not asked for.
+    invalid: usize,
+    /// Valid but not stored here: an epoch no longer open here, or a storage error.
+    skipped: usize,
+}
+
+/// Fetch `ids` from `peer`, verify and store them.
+async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>) -> Fetched {
+    let mut f = Fetched::default();
     for chunk in ids.chunks(FETCH_CHUNK) {
         let wanted: BTreeSet<Hash32> = chunk.iter().copied().collect();
         let req = Request::GetAttestations { ids: chunk.iter().map(|i| Id(*i)).collect() };
@@ -164,14 +193,20 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
                 .map(AnyRecord::Attestation)
                 .chain(transfers.into_iter().map(AnyRecord::Transfer))
                 .collect(),
+            Ok(Response::Error { code }) => {
+                tracing::debug!(%peer, %code, "peer refused GetAttestations");
+                f.failed += chunk.len();
+                continue;
+            }
             Ok(other) => {
+                // The codec lets only Attestations or Error answer GetAttestations.
                 tracing::debug!(%peer, response = ?std::mem::discriminant(&other), "unexpected answer to GetAttestations");
-                missing += chunk.len();
+                f.failed += chunk.len();
                 continue;
             }
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "fetch failed");
-                missing += chunk.len();
+                f.failed += chunk.len();
                 continue;
             }
         };
@@ -181,31 +216,33 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
             let id = record.id();
             if !wanted.contains(&id) || !got.insert(id) {
                 net.penalize(peer, 20, "sent a record that was not asked for");
-                invalid += 1;
+                f.invalid += 1;
                 continue;
             }
             page.push(record);
         }
         for outcome in ingest_page(node, page).await {
             match outcome {
-                Ok(new) => stored += usize::from(new),
+                Ok(new) => f.stored += usize::from(new),
                 Err(IngestError::Invalid(why)) => {
                     net.penalize(peer, 50, format!("sent an invalid record: {why}"));
-                    invalid += 1;
+                    f.invalid += 1;
                 }
                 Err(IngestError::Storage(why)) => {
                     tracing::warn!(error = %why, "could not store a fetched record");
-                    missing += 1;
+                    f.skipped += 1;
                 }
                 Err(e @ IngestError::Stale { .. }) => {
                     tracing::debug!(%peer, error = %e, "not storing a record of an epoch no longer open here");
-                    missing += 1;
+                    f.skipped += 1;
                 }
             }
         }
-        missing += wanted.len() - got.len();
+        // A chunk always fits one answer (the assertion at FETCH_CHUNK), so an id left out is one the peer
+        // does not have.
+        f.omitted += wanted.len() - got.len();
     }
-    (stored, missing, invalid)
+    f
 }
 
 fn lacking(node: &Node, ids: Vec<Hash32>) -> Vec<Hash32> {
@@ -216,25 +253,49 @@ fn lacking(node: &Node, ids: Vec<Hash32>) -> Vec<Hash32> {
     }
 }
 
-/// An announcement: fetch what we lack from the peer that forwarded it, then report.
+/// An announcement: fetch what we lack from the peer that forwarded it, then report. A peer
+/// forwards an announcement only after storing every record it names (and the first announcer
+/// accepted them itself), so a peer that then leaves some out of its answer announced what it
+/// cannot deliver: rejected, and penalised.
 async fn on_inv(node: Arc<Node>, net: NetHandle, msg_id: libp2p::gossipsub::MessageId, source: PeerId, ids: Vec<Hash32>) {
     let want = lacking(&node, ids);
     let acceptance = if want.is_empty() {
         MessageAcceptance::Accept
     } else {
-        let (stored, missing, invalid) = fetch_from(&node, &net, source, want).await;
-        if stored > 0 {
-            tracing::debug!(%source, stored, "stored relayed attestations");
+        let f = fetch_from(&node, &net, source, want).await;
+        if f.stored > 0 {
+            tracing::debug!(%source, stored = f.stored, "stored relayed attestations");
         }
-        if invalid > 0 {
-            MessageAcceptance::Reject
-        } else if missing > 0 {
-            MessageAcceptance::Ignore
-        } else {
-            MessageAcceptance::Accept
-        }
+        let _ = delivered(&net, source, &f);
+        inv_acceptance(&f)
     };
     net.send(Command::Report { msg_id, source, acceptance });
+}
+
+/// Records a peer named (announced, or listed in a page or a bucket answer) are its to deliver: one
+/// it left out costs it 20 points (an invalid one was penalised when it was checked). The number
+/// stored, or why the peer's answer cannot be trusted.
+fn delivered(net: &NetHandle, peer: PeerId, f: &Fetched) -> Result<usize, String> {
+    if f.omitted > 0 {
+        net.penalize(peer, 20, format!("named {} records it could not deliver", f.omitted));
+    }
+    if f.invalid > 0 || f.omitted > 0 {
+        return Err(format!("{} invalid records, {} named but not delivered", f.invalid, f.omitted));
+    }
+    Ok(f.stored)
+}
+
+/// Whether an announcement whose records were fetched is forwarded: not when the peer sent
+/// something invalid or left out what it announced (both its fault: rejected); not when the fetch
+/// failed or a record was not stored here (not its fault: ignored); otherwise yes.
+fn inv_acceptance(f: &Fetched) -> MessageAcceptance {
+    if f.invalid > 0 || f.omitted > 0 {
+        MessageAcceptance::Reject
+    } else if f.failed > 0 || f.skipped > 0 {
+        MessageAcceptance::Ignore
+    } else {
+        MessageAcceptance::Accept
+    }
 }
 
 /// Pull every record of epochs `from..=to` that `peer` has and we lack, page by page.
@@ -247,16 +308,19 @@ pub async fn sync_epochs(node: &Node, net: &NetHandle, peer: PeerId, from: u64, 
             Response::Error { code } => return Err(format!("peer refused the sync: {code}")),
             _ => return Err("unexpected answer to SyncPage".into()),
         };
-        if ids.len() > wire::MAX_IDS_PER_PAGE {
-            net.penalize(peer, 20, "oversized sync page");
-            return Err("oversized page".into());
+        // The codec bounded the count; the ids must be of the range asked for, in order, after
+        // the cursor.
+        let mut prev = after;
+        for &(epoch, id) in &ids {
+            if epoch < from || epoch > to || prev.is_some_and(|p| (epoch, id) <= p) {
+                net.penalize(peer, 20, "sync page out of range or out of order");
+                return Err("page out of range or out of order".into());
+            }
+            prev = Some((epoch, id));
         }
         let want = lacking(node, ids.iter().map(|(_, id)| id.0).collect());
-        let (stored, _, invalid) = fetch_from(node, net, peer, want).await;
-        if invalid > 0 {
-            return Err(format!("{invalid} invalid records"));
-        }
-        total += stored;
+        let f = fetch_from(node, net, peer, want).await;
+        total += delivered(net, peer, &f)?;
         pages += 1;
         if pages % 10 == 0 || (next.is_none() && total > 0) {
             tracing::info!(%peer, pages, records = total, from, to, "catch-up progress");
@@ -288,16 +352,19 @@ pub async fn reconcile(node: &Node, net: &NetHandle, peer: PeerId, epoch: u64) -
     if wanted.is_empty() {
         return Ok(0);
     }
-    let ids = match net.request(peer, Request::BucketIds { epoch, buckets: wanted }).await? {
+    let ids = match net.request(peer, Request::BucketIds { epoch, buckets: wanted.clone() }).await? {
         Response::Page { ids, .. } => ids,
+        Response::Error { code } => return Err(format!("peer refused BucketIds: {code}")),
         _ => return Err("unexpected answer to BucketIds".into()),
     };
-    let want = lacking(node, ids.into_iter().filter(|(e, _)| *e == epoch).map(|(_, id)| id.0).collect());
-    let (stored, _, invalid) = fetch_from(node, net, peer, want).await;
-    if invalid > 0 {
-        return Err(format!("{invalid} invalid records"));
+    // The codec bounded the count; every id must be of this epoch and one of the buckets asked for.
+    if ids.iter().any(|(e, id)| *e != epoch || wanted.binary_search(&crdt::bucket_of(&id.0)).is_err()) {
+        net.penalize(peer, 20, "BucketIds answer with ids that were not asked for");
+        return Err("BucketIds answer with ids that were not asked for".into());
     }
-    Ok(stored)
+    let want = lacking(node, ids.into_iter().map(|(_, id)| id.0).collect());
+    let f = fetch_from(node, net, peer, want).await;
+    delivered(net, peer, &f)
 }
 
 fn random_peer(peers: &[PeerId]) -> Option<PeerId> {
@@ -322,7 +389,8 @@ async fn initial_sync(node: &Node, net: &NetHandle, peer: PeerId) {
 }
 
 pub async fn run(node: Arc<Node>, net: NetHandle, mut events: mpsc::Receiver<NetEvent>, mut stop: watch::Receiver<bool>) {
-    let fetches = Arc::new(Semaphore::new(MAX_CONCURRENT_FETCHES));
+    let fetches = Slots::<PeerId>::new(MAX_CONCURRENT_FETCHES, MAX_FETCHES_PER_PEER);
+    let epoch_work = Slots::<u64>::new(MAX_EPOCH_WORK, 1);
     if net.state.alone_by_config {
         net.state.synced.store(true, Ordering::Release);
     }
@@ -336,7 +404,8 @@ pub async fn run(node: Arc<Node>, net: NetHandle, mut events: mpsc::Receiver<Net
             ev = events.recv() => match ev {
                 None => return,
                 Some(NetEvent::Inv { msg_id, source, ids }) => {
-                    let Ok(permit) = fetches.clone().try_acquire_owned() else {
+                    // All slots busy, or this peer's: not forwarded; anti-entropy brings the records.
+                    let Some(permit) = fetches.try_take(source) else {
                         net.send(Command::Report { msg_id, source, acceptance: MessageAcceptance::Ignore });
                         continue;
                     };
@@ -346,9 +415,17 @@ pub async fn run(node: Arc<Node>, net: NetHandle, mut events: mpsc::Receiver<Net
                         drop(permit);
                     });
                 }
-                Some(NetEvent::Epoch { source, inv }) => {
+                Some(NetEvent::Epoch { msg_id, source, inv }) => {
+                    let slot = if epoch_announcement_in_window(&node, inv.epoch) { epoch_work.try_take(inv.epoch) } else { None };
+                    let Some(slot) = slot else {
+                        net.send(Command::Report { msg_id, source, acceptance: MessageAcceptance::Ignore });
+                        continue;
+                    };
                     let (node, net) = (node.clone(), net.clone());
-                    tokio::spawn(async move { on_epoch(&node, &net, source, inv).await });
+                    tokio::spawn(async move {
+                        on_epoch(&node, &net, msg_id, source, inv).await;
+                        drop(slot);
+                    });
                 }
                 Some(NetEvent::Vote(vote)) => {
                     let node = node.clone();
@@ -406,22 +483,103 @@ async fn reconcile_recent(node: &Node, net: &NetHandle, peer: PeerId) {
     }
 }
 
-/// A peer certified an epoch: if our registry for it differs, pull the difference; if we lack the
-/// certificate, fetch it.
-async fn on_epoch(node: &Arc<Node>, net: &NetHandle, source: PeerId, inv: InvEpoch) {
+/// Whether an `INV_EPOCH` is worth any work here: an epoch this node still works on (the
+/// window of the rounds, `consensus::rounds_floor`) and not one that has not even ended on our
+/// clock. Anything else is ignored: not forwarded, not held against the sender (its clock may
+/// differ a little from ours).
+fn epoch_announcement_in_window(node: &Node, epoch: u64) -> bool {
+    let current = node.spec.epoch_at(node.clock.now_unix());
+    epoch < current && epoch >= crate::consensus::rounds_floor(node)
+}
+
+/// A peer says it certified an epoch (`INV_EPOCH`). Verified before it is forwarded: if this node
+/// holds the epoch's certificate, the announced hash must be the certified one; if not, the
+/// announcer must serve a certificate for that hash that verifies (which this node then applies).
+/// A contradicted or undeliverable announcement is rejected and its sender penalised 50. Only a
+/// verified announcement whose registry digest differs from ours starts a reconcile with the
+/// sender. Alone (no validator set), no peer's certificate means anything here: the announcement
+/// is not forwarded, but its digest still starts a reconcile.
+async fn on_epoch(node: &Arc<Node>, net: &NetHandle, msg_id: libp2p::gossipsub::MessageId, source: PeerId, inv: InvEpoch) {
+    let report = |acceptance| net.send(Command::Report { msg_id: msg_id.clone(), source, acceptance });
+    let held = match node.db.get().and_then(|db| store::certificate(&db, inv.epoch)) {
+        Ok(held) => held,
+        Err(_) => return report(MessageAcceptance::Ignore),
+    };
+    let acceptance = match held {
+        _ if node.certifies_alone() => MessageAcceptance::Ignore,
+        Some(cert) if cert.settlement_hash == inv.settlement_hash.0 => MessageAcceptance::Accept,
+        Some(_) => {
+            net.penalize(source, 50, format!("announced epoch {} with a hash other than the certified one", inv.epoch));
+            MessageAcceptance::Reject
+        }
+        None => match net.request(source, Request::GetEpoch { epoch: inv.epoch }).await {
+            Ok(Response::Epoch { settlement, certificate: Some(cert) })
+                if cert.epoch == inv.epoch
+                    && cert.settlement_hash == inv.settlement_hash.0
+                    && cert.verify(&node.spec, &node.validators).is_ok() =>
+            {
+                crate::consensus::finalize(node, cert, settlement).await;
+                MessageAcceptance::Accept
+            }
+            // Busy, timed out, or gone: not proven wrong.
+            Ok(Response::Error { .. }) | Err(_) => MessageAcceptance::Ignore,
+            Ok(_) => {
+                net.penalize(source, 50, format!("announced epoch {} certified but served no valid certificate for it", inv.epoch));
+                MessageAcceptance::Reject
+            }
+        },
+    };
+    report(acceptance);
+    if acceptance == MessageAcceptance::Reject {
+        return;
+    }
     let Ok(digest) = node.db.get().and_then(|db| store::epoch_digest(&db, inv.epoch)) else { return };
     if digest.root() != inv.registry_digest.0 {
         tracing::debug!(epoch = inv.epoch, peer = %source, mine = digest.count, theirs = inv.records, "registry differs from a peer's; reconciling");
         let _ = reconcile(node, net, source, inv.epoch).await;
     }
-    // Alone, no peer's certificate can certify anything here.
-    if node.certifies_alone() || node.db.get().and_then(|db| store::is_applied(&db, inv.epoch)).unwrap_or(true) {
-        return;
+}
+
+/// At most `limit` tasks at once, and at most one per key: the work a peer's messages can start is
+/// bounded however many it sends.
+#[derive(Clone)]
+struct Slots<K> {
+    busy: Arc<std::sync::Mutex<std::collections::HashMap<K, usize>>>,
+    limit: usize,
+    per_key: usize,
+}
+
+/// A running task's hold on its slot; released when dropped.
+struct Slot<K: std::hash::Hash + Eq + Copy> {
+    slots: Slots<K>,
+    key: K,
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Slots<K> {
+    fn new(limit: usize, per_key: usize) -> Self {
+        Slots { busy: Default::default(), limit, per_key }
     }
-    if let Ok(Response::Epoch { settlement, certificate: Some(cert) }) = net.request(source, Request::GetEpoch { epoch: inv.epoch }).await {
-        match cert.verify(&node.spec, &node.validators) {
-            Ok(()) if cert.epoch == inv.epoch => crate::consensus::finalize(node, cert, settlement).await,
-            _ => net.penalize(source, 50, "served an invalid certificate"),
+
+    fn try_take(&self, key: K) -> Option<Slot<K>> {
+        let mut busy = self.busy.lock().expect("slots lock");
+        let total: usize = busy.values().sum();
+        let mine = busy.get(&key).copied().unwrap_or(0);
+        if total >= self.limit || mine >= self.per_key {
+            return None;
+        }
+        busy.insert(key, mine + 1);
+        Some(Slot { slots: self.clone(), key })
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Drop for Slot<K> {
+    fn drop(&mut self) {
+        let mut busy = self.slots.busy.lock().expect("slots lock");
+        if let Some(n) = busy.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                busy.remove(&self.key);
+            }
         }
     }
 }
@@ -440,5 +598,32 @@ pub async fn announcer(net: NetHandle, mut ids: mpsc::Receiver<Hash32>) {
             }
         }
         net.send(Command::PublishAttestations(std::mem::take(&mut batch)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_key_cannot_take_every_slot_and_a_dropped_slot_is_free_again() {
+        let slots = Slots::new(3, 2);
+        let a1 = slots.try_take('a').unwrap();
+        let _a2 = slots.try_take('a').unwrap();
+        assert!(slots.try_take('a').is_none(), "a third slot for one key");
+        let _b = slots.try_take('b').unwrap();
+        assert!(slots.try_take('c').is_none(), "more than the total");
+        drop(a1);
+        assert!(slots.try_take('c').is_some(), "a dropped slot was not given back");
+    }
+
+    #[test]
+    fn an_announcement_is_forwarded_only_when_everything_it_named_was_delivered_and_stored() {
+        let f = |omitted, failed, invalid, skipped| inv_acceptance(&Fetched { stored: 1, omitted, failed, invalid, skipped });
+        assert_eq!(f(0, 0, 0, 0), MessageAcceptance::Accept);
+        assert_eq!(f(1, 0, 0, 0), MessageAcceptance::Reject, "left out what it announced");
+        assert_eq!(f(0, 0, 1, 0), MessageAcceptance::Reject, "sent an invalid record");
+        assert_eq!(f(0, 1, 0, 0), MessageAcceptance::Ignore, "a failed request is not the peer's proven fault");
+        assert_eq!(f(0, 0, 0, 1), MessageAcceptance::Ignore, "not stored here (stale epoch)");
     }
 }

@@ -3,7 +3,9 @@
 //! validator cannot split them (issue 13: before the receipt was part of the record's id, each
 //! validator kept the first receipt it saw, their registry digests were equal, and the epoch never
 //! certified); one machine's fingerprint sent under two serials to two nodes at once is paid once,
-//! the same on every node (issue 21).
+//! the same on every node (issue 21); peers that announce what they cannot deliver, answer with
+//! more than was asked or another kind of answer, or announce certificates they do not have, are
+//! refused and banned while the node keeps working (issue 13, item 8).
 
 mod common;
 
@@ -154,4 +156,149 @@ fn one_fingerprint_under_two_serials_at_two_nodes_at_once_is_paid_once_everywher
     let (s, v) = nodes[3].post("/attest/submit", &again.body(&nodes[3].challenge(None)));
     assert_eq!((s, v["code"].as_str()), (409, Some("HARDWARE_BINDING_FAILED")), "{v}");
     assert!(v["error"].as_str().unwrap().starts_with("entropy_collision"), "{v}");
+}
+
+/// A hostile peer with `key`: dials `target`, publishes `publish(i)` (if any) on `topic` every
+/// 250 ms (i counts up, so each message is new) and answers every sync request with `answer`, until its
+/// connection is closed by the node (true) or `secs` pass (false).
+async fn hostile_peer(
+    key: Keypair,
+    network: String,
+    target: libp2p::Multiaddr,
+    topic: String,
+    publish: impl Fn(u64) -> Option<Vec<u8>>,
+    answer: impl Fn(&Request) -> Response,
+    secs: u64,
+) -> bool {
+    let settings = SwarmSettings { network_id: network.clone(), role: Role::Relay, preset: GossipPreset::Tiny, max_peers: 8, heartbeat: Duration::from_millis(200) };
+    let mut swarm = p2p::build_swarm(&key, &settings).unwrap();
+    let topic = IdentTopic::new(topic);
+    swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+    swarm.dial(target).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut i = 0;
+    loop {
+        tokio::select! {
+            ev = swarm.select_next_some() => match ev {
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) => {
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, answer(&request));
+                }
+                SwarmEvent::ConnectionClosed { num_established: 0, .. } => return true,
+                _ => {}
+            },
+            _ = tick.tick() => {
+                if let Some(message) = publish(i)
+                    && swarm.behaviour_mut().gossipsub.publish(topic.clone(), message).is_ok()
+                {
+                    i += 1;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return false,
+        }
+    }
+}
+
+fn random_id(i: u64, salt: u8) -> Id {
+    Id(protocol::crypto::sha256(&[&i.to_be_bytes()[..], &[salt]].concat()))
+}
+
+/// What an honest node answers when it has nothing: no records, an empty digest, an empty page.
+fn answer_nothing(req: &Request) -> Response {
+    match req {
+        Request::GetAttestations { .. } => Response::Attestations { records: vec![], transfers: vec![] },
+        Request::GetEpoch { .. } => Response::Epoch { settlement: None, certificate: None },
+        Request::EpochDigest { epoch } => Response::Digest { epoch: *epoch, buckets: Default::default(), records: 0 },
+        Request::BucketIds { .. } | Request::SyncPage { .. } => Response::Page { ids: vec![], next: None },
+    }
+}
+
+/// Issue 13, item 8. Before: announcing ids it then did not deliver was only ignored (never
+/// penalised, and it held fetch slots); any answer up to 64 MiB was decoded whatever was asked;
+/// an `INV_EPOCH` was forwarded unverified and each started a reconcile and a fetch. Now each of
+/// these peers is penalised for exactly that, until banned, and the node keeps serving miners.
+/// The node is validator 0 of a two-validator network whose other validator is down, so it holds
+/// no certificate and every certified-epoch announcement has to be proven by its sender.
+#[test]
+fn peers_that_announce_what_they_cannot_deliver_or_answer_out_of_bounds_are_banned() {
+    let dir = tempfile::tempdir().unwrap();
+    init_testnet(dir.path(), 2, 0);
+    let spec_path = dir.path().join("spec.toml");
+    let spec = protocol::ChainSpec::from_toml(&std::fs::read_to_string(&spec_path).unwrap()).unwrap();
+    let node = TestNode::start(&dir.path().join("node-0"), &["--spec", spec_path.to_str().unwrap(), "--gossip-preset", "tiny", "--gossip-heartbeat-ms", "200"]);
+    node.wait_until("/api/p2p/status", 30, "synced", |v| v["sync_status"] == "synced");
+    // Past epoch 1, so that the previous epoch is one the node works on.
+    while epoch_now(&node).0 < 2 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let target: libp2p::Multiaddr = node.multiaddr().parse().unwrap();
+    let net = spec.network_id.clone();
+    let peer_of = |seed: u8| p2p::identity_of(&Keypair::from_seed(&[seed; 32])).public().to_peer_id().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // 1. Announces records it does not have; answers GetAttestations with none of them.
+    let banned = rt.block_on(hostile_peer(
+        Keypair::from_seed(&[0xa1; 32]),
+        net.clone(),
+        target.clone(),
+        wire::attestation_topic(&net),
+        |i| Some(InvAttestation { ids: vec![random_id(i, 1), random_id(i, 2)] }.encode()),
+        answer_nothing,
+        40,
+    ));
+    assert!(banned, "the peer announcing undeliverable records was never disconnected");
+    assert_penalised_and_banned(&node, &peer_of(0xa1), "records it could not deliver");
+
+    // 2. Answers the digest request (at most 256 KiB) with a page of 20,000 ids (~880 KiB): read
+    //    only up to the digest's limit, refused undecoded.
+    let banned = rt.block_on(hostile_peer(
+        Keypair::from_seed(&[0xa2; 32]),
+        net.clone(),
+        target.clone(),
+        wire::attestation_topic(&net),
+        |_| None,
+        |req| match req {
+            Request::EpochDigest { epoch } => Response::Page { ids: (0..20_000).map(|i| (*epoch, random_id(i, 3))).collect(), next: None },
+            other => answer_nothing(other),
+        },
+        40,
+    ));
+    assert!(banned, "the peer sending oversized answers was never disconnected");
+    assert_penalised_and_banned(&node, &peer_of(0xa2), "bad sync answer");
+
+    // 3. Announces that the previous epoch was certified, and cannot show the certificate.
+    let banned = rt.block_on(hostile_peer(
+        Keypair::from_seed(&[0xa3; 32]),
+        net.clone(),
+        target.clone(),
+        wire::epoch_topic(&net),
+        |i| {
+            let epoch = spec.epoch_at(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()) - 1;
+            Some(wire::InvEpoch { epoch, settlement_hash: random_id(i, 4), registry_digest: random_id(i, 5), records: i }.encode())
+        },
+        answer_nothing,
+        40,
+    ));
+    assert!(banned, "the peer announcing certificates it does not have was never disconnected");
+    assert_penalised_and_banned(&node, &peer_of(0xa3), "served no valid certificate");
+
+    // The node kept working throughout: it serves a miner, and it is still validator 0, not
+    // certified by anyone's say-so.
+    let miner = Miner::new(81, "still-served", "G4", "STILL-SN");
+    let (s, v) = node.post("/attest/submit", &miner.body(&node.challenge(None)));
+    assert_eq!(s, 200, "{v}");
+    let (_, stats) = node.get("/api/stats");
+    assert!(stats["attestations"].as_u64() >= Some(1), "{stats}");
+    let epoch = epoch_now(&node).0 - 1;
+    assert_ne!(node.get(&format!("/api/epoch/{epoch}/settlement")).1["status"], "certified");
+}
+
+fn assert_penalised_and_banned(node: &TestNode, peer: &str, reason: &str) {
+    let log = node.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(peer)).collect();
+    assert!(lines.iter().any(|l| l.contains("peer penalised") && l.contains(reason)), "peer {peer} was not penalised for {reason:?}:\n{}", lines.join("\n"));
+    assert!(lines.iter().any(|l| l.contains("peer banned")), "peer {peer} was not banned:\n{}", lines.join("\n"));
 }

@@ -30,6 +30,14 @@ pub const MAX_IDS_PER_MESSAGE: usize = 512;
 pub const MAX_RECORDS_PER_RESPONSE: usize = 256;
 /// Most ids in one `SyncPage` response.
 pub const MAX_IDS_PER_PAGE: usize = 1024;
+/// Most ids in one answer to `BucketIds`.
+pub const MAX_IDS_PER_BUCKET_ANSWER: usize = MAX_IDS_PER_PAGE * 8;
+/// Largest answer to `GetAttestations`: a page (cut at about `MAX_PAGE_BYTES`) and the framing.
+pub const MAX_RECORDS_ANSWER_BYTES: usize = MAX_PAGE_BYTES + 64 * 1024;
+/// Largest answer to `EpochDigest`: 4,096 bucket hashes are about 152 KiB.
+pub const MAX_DIGEST_ANSWER_BYTES: usize = 256 * 1024;
+/// Largest answer to `SyncPage` or `BucketIds`: 8,192 `(epoch, id)` pairs are about 360 KiB.
+pub const MAX_ID_PAGE_ANSWER_BYTES: usize = 512 * 1024;
 
 /// Gossip topic for attestation announcements.
 pub fn attestation_topic(network_id: &str) -> String {
@@ -114,6 +122,67 @@ pub enum Response {
     Error { code: String },
 }
 
+/// What a request asks for, and so which answer it may get and how large that may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    GetAttestations,
+    GetEpoch,
+    EpochDigest,
+    BucketIds,
+    SyncPage,
+}
+
+impl Request {
+    pub fn kind(&self) -> RequestKind {
+        match self {
+            Request::GetAttestations { .. } => RequestKind::GetAttestations,
+            Request::GetEpoch { .. } => RequestKind::GetEpoch,
+            Request::EpochDigest { .. } => RequestKind::EpochDigest,
+            Request::BucketIds { .. } => RequestKind::BucketIds,
+            Request::SyncPage { .. } => RequestKind::SyncPage,
+        }
+    }
+}
+
+impl RequestKind {
+    /// The largest answer this request may get. A requester reads no more than this from the
+    /// stream, so an oversized answer is refused before any of it is decoded.
+    pub fn answer_limit(self) -> usize {
+        match self {
+            RequestKind::GetAttestations => MAX_RECORDS_ANSWER_BYTES,
+            RequestKind::GetEpoch => MAX_RESPONSE_BYTES,
+            RequestKind::EpochDigest => MAX_DIGEST_ANSWER_BYTES,
+            RequestKind::BucketIds | RequestKind::SyncPage => MAX_ID_PAGE_ANSWER_BYTES,
+        }
+    }
+
+    /// Whether `r` is an answer to this kind of request (`Error` answers any), within its counts.
+    fn check_answer(self, r: &Response) -> Result<(), WireError> {
+        let (count, most) = match (self, r) {
+            (_, Response::Error { .. }) | (RequestKind::GetEpoch, Response::Epoch { .. }) => return Ok(()),
+            (RequestKind::GetAttestations, Response::Attestations { records, transfers }) => {
+                (records.len() + transfers.len(), MAX_RECORDS_PER_RESPONSE)
+            }
+            (RequestKind::EpochDigest, Response::Digest { buckets, .. }) => {
+                if buckets.keys().any(|b| usize::from(*b) >= DIGEST_BUCKETS) {
+                    return Err(WireError::Malformed("bucket number out of range".into()));
+                }
+                (buckets.len(), DIGEST_BUCKETS)
+            }
+            (RequestKind::BucketIds, Response::Page { ids, .. }) => (ids.len(), MAX_IDS_PER_BUCKET_ANSWER),
+            (RequestKind::SyncPage, Response::Page { ids, .. }) => (ids.len(), MAX_IDS_PER_PAGE),
+            (kind, _) => return Err(WireError::WrongAnswer(kind)),
+        };
+        if count > most {
+            return Err(WireError::TooManyIds(count));
+        }
+        Ok(())
+    }
+}
+
+/// Buckets of the registry digest (`docs/PROTOCOL.md` §11): the first 12 bits of an id.
+pub const DIGEST_BUCKETS: usize = 1 << 12;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
     #[error("message larger than {0} bytes")]
@@ -124,6 +193,8 @@ pub enum WireError {
     TooManyIds(usize),
     #[error("empty announcement")]
     Empty,
+    #[error("not an answer to {0:?}")]
+    WrongAnswer(RequestKind),
 }
 
 /// The gossip messages, one per topic, in one enum for decoding.
@@ -171,12 +242,25 @@ impl InvEpoch {
     }
 }
 
+/// Requests and responses are written as libp2p's CBOR codec wrote them (cbor4ii), so the bytes
+/// on the wire are the same as before the node read answers itself.
+fn to_wire_cbor<T: Serialize>(v: &T) -> Vec<u8> {
+    cbor4ii::serde::to_vec(Vec::new(), v).expect("writing CBOR to a Vec cannot fail")
+}
+
+fn from_wire_cbor<T: for<'de> Deserialize<'de>>(bytes: &[u8], limit: usize) -> Result<T, WireError> {
+    if bytes.len() > limit {
+        return Err(WireError::TooLarge(limit));
+    }
+    cbor4ii::serde::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
 impl Request {
     pub fn encode(&self) -> Vec<u8> {
-        to_cbor(self)
+        to_wire_cbor(self)
     }
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        let r: Request = from_cbor(bytes, MAX_REQUEST_BYTES)?;
+        let r: Request = from_wire_cbor(bytes, MAX_REQUEST_BYTES)?;
         if let Request::GetAttestations { ids } = &r {
             if ids.len() > MAX_IDS_PER_MESSAGE {
                 return Err(WireError::TooManyIds(ids.len()));
@@ -188,10 +272,18 @@ impl Request {
 
 impl Response {
     pub fn encode(&self) -> Vec<u8> {
-        to_cbor(self)
+        to_wire_cbor(self)
     }
+    /// Decode any response (at most the largest kind's limit).
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        from_cbor(bytes, MAX_RESPONSE_BYTES)
+        from_wire_cbor(bytes, MAX_RESPONSE_BYTES)
+    }
+    /// Decode the answer to a `kind` request: refused undecoded when larger than the kind's limit,
+    /// and refused when it is another kind's answer or carries more ids than the kind allows.
+    pub fn decode_answer(kind: RequestKind, bytes: &[u8]) -> Result<Self, WireError> {
+        let r: Response = from_wire_cbor(bytes, kind.answer_limit())?;
+        kind.check_answer(&r)?;
+        Ok(r)
     }
 }
 
@@ -259,6 +351,49 @@ mod tests {
         assert_eq!(attestation_topic("devnet"), "/rustchain/devnet/attestations/2");
     }
 
+    /// The largest answers an honest node sends fit their kind's limit, with room.
+    #[test]
+    fn honest_answers_fit_their_kinds_limit() {
+        let ids = |n: usize| (0..n).map(|i| (u64::MAX, Id(crate::crypto::sha256(&i.to_be_bytes())))).collect::<Vec<_>>();
+        let page = Response::Page { ids: ids(MAX_IDS_PER_BUCKET_ANSWER), next: Some((u64::MAX, Id([0xff; 32]))) };
+        let bytes = page.encode();
+        assert!(bytes.len() < MAX_ID_PAGE_ANSWER_BYTES * 3 / 4, "{}", bytes.len());
+        assert_eq!(Response::decode_answer(RequestKind::BucketIds, &bytes).unwrap(), page);
+        let digest = Response::Digest {
+            epoch: u64::MAX,
+            buckets: (0..DIGEST_BUCKETS as u16).map(|b| (b, Id([0xff; 32]))).collect(),
+            records: u64::MAX,
+        };
+        let bytes = digest.encode();
+        assert!(bytes.len() < MAX_DIGEST_ANSWER_BYTES * 3 / 4, "{}", bytes.len());
+        assert_eq!(Response::decode_answer(RequestKind::EpochDigest, &bytes).unwrap(), digest);
+    }
+
+    /// An answer is judged by the request it answers: larger than that kind's limit is refused
+    /// before decoding (even when it would be a valid answer to a larger kind), another kind's
+    /// answer is refused, and so is one with more ids than the kind allows.
+    #[test]
+    fn answers_are_bounded_by_the_request_they_answer() {
+        let ids = |n: usize| (0..n).map(|i| (1, Id(crate::crypto::sha256(&i.to_be_bytes())))).collect::<Vec<_>>();
+        // A huge `Epoch`-sized answer to a digest request: refused on size alone.
+        let junk = vec![0u8; MAX_DIGEST_ANSWER_BYTES + 1];
+        assert_eq!(Response::decode_answer(RequestKind::EpochDigest, &junk), Err(WireError::TooLarge(MAX_DIGEST_ANSWER_BYTES)));
+        let big_page = Response::Page { ids: ids(MAX_IDS_PER_BUCKET_ANSWER + 1), next: None }.encode();
+        assert!(big_page.len() > MAX_ID_PAGE_ANSWER_BYTES / 2);
+        assert_eq!(Response::decode_answer(RequestKind::BucketIds, &big_page), Err(WireError::TooManyIds(MAX_IDS_PER_BUCKET_ANSWER + 1)));
+        let page = Response::Page { ids: ids(MAX_IDS_PER_PAGE + 1), next: None }.encode();
+        assert_eq!(Response::decode_answer(RequestKind::SyncPage, &page), Err(WireError::TooManyIds(MAX_IDS_PER_PAGE + 1)));
+        assert!(Response::decode_answer(RequestKind::BucketIds, &page).is_ok());
+        let epoch = Response::Epoch { settlement: None, certificate: None }.encode();
+        assert_eq!(Response::decode_answer(RequestKind::GetAttestations, &epoch), Err(WireError::WrongAnswer(RequestKind::GetAttestations)));
+        assert!(Response::decode_answer(RequestKind::GetEpoch, &epoch).is_ok());
+        let refused = Response::Error { code: "BUSY".into() }.encode();
+        for kind in [RequestKind::GetAttestations, RequestKind::GetEpoch, RequestKind::EpochDigest, RequestKind::BucketIds, RequestKind::SyncPage] {
+            assert!(Response::decode_answer(kind, &refused).is_ok(), "{kind:?}");
+        }
+        let digest = Response::Digest { epoch: 1, buckets: [(DIGEST_BUCKETS as u16, Id([1; 32]))].into(), records: 1 }.encode();
+        assert!(matches!(Response::decode_answer(RequestKind::EpochDigest, &digest), Err(WireError::Malformed(_))));
+    }
 
     proptest! {
         #[test]
@@ -267,6 +402,9 @@ mod tests {
             let _ = InvEpoch::decode(&bytes);
             let _ = Request::decode(&bytes);
             let _ = Response::decode(&bytes);
+            for kind in [RequestKind::GetAttestations, RequestKind::GetEpoch, RequestKind::EpochDigest, RequestKind::BucketIds, RequestKind::SyncPage] {
+                let _ = Response::decode_answer(kind, &bytes);
+            }
             let _ = decode_vote(&bytes);
         }
     }
