@@ -644,6 +644,7 @@ async fn stats(State(node): State<Arc<Node>>) -> ApiResult {
         "equivocations_seen": node.counters.equivocations.load(std::sync::atomic::Ordering::Relaxed),
         "settlement_mismatches": node.counters.settlement_mismatches.load(std::sync::atomic::Ordering::Relaxed),
         "receipt_equivocations": node.counters.receipt_equivocations.load(std::sync::atomic::Ordering::Relaxed),
+        "bad_certificates": node.counters.bad_certificates.load(std::sync::atomic::Ordering::Relaxed),
         "enrolled_miners": node.enrolled_count(epoch)?,
         "attestations": s.attestations,
         "miners": s.miners,

@@ -14,7 +14,9 @@ use protocol::settlement::Settlement;
 use protocol::wire::{Id, InvEpoch, Request, Response};
 use tokio::sync::watch;
 
-use crate::network::Command;
+use libp2p::PeerId;
+
+use crate::network::{Command, NetHandle};
 use crate::relay;
 use crate::service::Node;
 use crate::store::{self, Applied};
@@ -268,6 +270,57 @@ fn stalled_retry_secs(tries: u32) -> u64 {
     (1u64 << tries.min(6)).min(STALLED_RETRY_MAX_SECS)
 }
 
+/// What a peer's answer to `GetEpoch` came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offered {
+    /// A certificate that verifies (and the certified record, or none): finalized here.
+    Applied,
+    /// The peer answered that it holds no certificate for the epoch.
+    NoCertificate,
+    /// No answer (busy, timed out, gone).
+    NoAnswer,
+    /// A certificate or record that does not hold: refused, counted, the peer penalised 50.
+    Invalid,
+}
+
+/// Ask `peer` for `epoch`'s certificate and settlement record, and take them only if they hold:
+/// the certificate is for this epoch (and for `announced`, when the peer announced a hash) and
+/// verifies against the validator set (signatures, signers in the set, one round and hash, a
+/// quorum), and a record, if served, is the certified one (its epoch and hash). Anything else is
+/// refused whole (nothing is stored), counted in `bad_certificates` and costs the peer 50 points.
+/// The one place a node takes a certificate from a peer (rounds that time out, and verified
+/// epoch announcements).
+pub async fn take_certified_from(node: &Arc<Node>, net: &NetHandle, peer: PeerId, epoch: u64, announced: Option<Hash32>) -> Offered {
+    let (settlement, cert) = match net.request(peer, Request::GetEpoch { epoch }).await {
+        Ok(Response::Epoch { settlement, certificate: Some(cert) }) => (settlement, cert),
+        Ok(Response::Epoch { certificate: None, .. }) => return Offered::NoCertificate,
+        _ => return Offered::NoAnswer,
+    };
+    let refusal = if cert.epoch != epoch {
+        Some(format!("a certificate of epoch {} when asked for {epoch}", cert.epoch))
+    } else if announced.is_some_and(|h| h != cert.settlement_hash) {
+        Some("a certificate for another hash than it announced".to_owned())
+    } else if let Err(e) = cert.verify(&node.spec, &node.validators) {
+        Some(format!("a certificate that does not verify: {e}"))
+    } else if settlement.as_ref().is_some_and(|s| s.epoch != epoch || s.hash() != cert.settlement_hash) {
+        Some("a settlement record that is not the certified one".to_owned())
+    } else {
+        None
+    };
+    match refusal {
+        Some(why) => {
+            node.counters.bad_certificates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%peer, epoch, why, "BAD CERTIFICATE refused; nothing applied");
+            net.penalize(peer, 50, format!("served epoch {epoch}: {why}"));
+            Offered::Invalid
+        }
+        None => {
+            finalize(node, cert, settlement).await;
+            Offered::Applied
+        }
+    }
+}
+
 /// The oldest epoch the rounds loop still works on (votes again, fetches certificates for): the
 /// last `history_epochs`, at least 2, before the current one.
 pub fn rounds_floor(node: &Node) -> u64 {
@@ -280,11 +333,8 @@ async fn next_round(node: &Arc<Node>, epoch: u64, round: u32) {
         // certificate can certify anything here.
         let peers = if node.certifies_alone() { Vec::new() } else { net.state.connected_peers() };
         for peer in peers {
-            if let Ok(Response::Epoch { settlement, certificate: Some(cert) }) = net.request(peer, Request::GetEpoch { epoch }).await {
-                if cert.epoch == epoch && cert.verify(&node.spec, &node.validators).is_ok() {
-                    finalize(node, cert, settlement).await;
-                    return;
-                }
+            if take_certified_from(node, &net, peer, epoch, None).await == Offered::Applied {
+                return;
             }
         }
         // Otherwise sync the registry (and the previous certificate) and vote again.

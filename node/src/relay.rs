@@ -16,6 +16,7 @@ use protocol::transfer::TransferRecord;
 use protocol::wire::{self, Id, InvEpoch, Request, Response};
 use tokio::sync::{mpsc, watch};
 
+use crate::consensus::Offered;
 use crate::network::{Command, NetEvent, NetHandle};
 use crate::service::Node;
 use crate::store::{self, NewAttestation, NewTransfer, Origin, StoredClaim, StoredTransfer};
@@ -512,21 +513,16 @@ async fn on_epoch(node: &Arc<Node>, net: &NetHandle, msg_id: libp2p::gossipsub::
             net.penalize(source, 50, format!("announced epoch {} with a hash other than the certified one", inv.epoch));
             MessageAcceptance::Reject
         }
-        None => match net.request(source, Request::GetEpoch { epoch: inv.epoch }).await {
-            Ok(Response::Epoch { settlement, certificate: Some(cert) })
-                if cert.epoch == inv.epoch
-                    && cert.settlement_hash == inv.settlement_hash.0
-                    && cert.verify(&node.spec, &node.validators).is_ok() =>
-            {
-                crate::consensus::finalize(node, cert, settlement).await;
-                MessageAcceptance::Accept
-            }
-            // Busy, timed out, or gone: not proven wrong.
-            Ok(Response::Error { .. }) | Err(_) => MessageAcceptance::Ignore,
-            Ok(_) => {
-                net.penalize(source, 50, format!("announced epoch {} certified but served no valid certificate for it", inv.epoch));
+        None => match crate::consensus::take_certified_from(node, net, source, inv.epoch, Some(inv.settlement_hash.0)).await {
+            Offered::Applied => MessageAcceptance::Accept,
+            Offered::Invalid => MessageAcceptance::Reject,
+            // It announced a certificate it does not have: false.
+            Offered::NoCertificate => {
+                net.penalize(source, 50, format!("announced epoch {} certified but served no certificate for it", inv.epoch));
                 MessageAcceptance::Reject
             }
+            // Busy, timed out or gone: not proven wrong.
+            Offered::NoAnswer => MessageAcceptance::Ignore,
         },
     };
     report(acceptance);

@@ -94,6 +94,8 @@ pub struct Counters {
     pub settlement_mismatches: AtomicU64,
     /// Receipt signers caught putting one payload at two slots.
     pub receipt_equivocations: AtomicU64,
+    /// Certificates or certified records served by peers that did not hold (refused).
+    pub bad_certificates: AtomicU64,
 }
 
 impl Node {

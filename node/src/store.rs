@@ -707,8 +707,12 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
     if a.origin == Origin::Miner {
         w.open_table(USED_NONCES)?.insert(a.record.receipt.nonce.as_str(), a.nonce_expires)?;
     }
-    // The read index shows the claim that enrolls the wallet as far as this node can tell now.
-    let counts = binding_refusal(w, a.epoch, &claim)?.is_none();
+    // The read index shows the claim that enrolls the wallet as far as this node can tell now (a
+    // miner's claim that a binding refuses was refused above).
+    let counts = match a.origin {
+        Origin::Miner => true,
+        Origin::Peer => binding_refusal(w, a.epoch, &claim)?.is_none(),
+    };
     if claim.pins_key() {
         note_first(w, a.epoch, BindingKind::WalletKey, &claim.wallet, &claim.key, &claim)?;
     }
@@ -866,7 +870,7 @@ pub fn settle_epoch(w: &WriteTransaction, spec: &ChainSpec, epoch: u64) -> Resul
         None => None,
     };
     if let Some(p) = &previous {
-        if w.open_table(APPLIED)?.get(epoch)?.is_some() {
+        if is_final(w, epoch)? {
             return Ok((p.clone(), false));
         }
     }
@@ -978,7 +982,7 @@ pub fn apply_certificate(w: &WriteTransaction, cert: &EpochCertificate, offered:
             certs.insert(epoch, cbor(cert).as_slice())?;
         }
     }
-    if w.open_table(APPLIED)?.get(epoch)?.is_some() {
+    if is_final(w, epoch)? {
         return Ok(Applied::Before);
     }
     let mut settlements = w.open_table(SETTLEMENTS)?;

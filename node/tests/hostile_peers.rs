@@ -283,7 +283,7 @@ fn peers_that_announce_what_they_cannot_deliver_or_answer_out_of_bounds_are_bann
         40,
     ));
     assert!(banned, "the peer announcing certificates it does not have was never disconnected");
-    assert_penalised_and_banned(&node, &peer_of(0xa3), "served no valid certificate");
+    assert_penalised_and_banned(&node, &peer_of(0xa3), "served no certificate");
 
     // The node kept working throughout: it serves a miner, and it is still validator 0, not
     // certified by anyone's say-so.
@@ -294,6 +294,100 @@ fn peers_that_announce_what_they_cannot_deliver_or_answer_out_of_bounds_are_bann
     assert!(stats["attestations"].as_u64() >= Some(1), "{stats}");
     let epoch = epoch_now(&node).0 - 1;
     assert_ne!(node.get(&format!("/api/epoch/{epoch}/settlement")).1["status"], "certified");
+}
+
+/// Issue 13 (a faulty primary, a minority of validators) and issue 19 (certificates offered by
+/// peers): a peer announces that an epoch was certified and serves, for it, a certificate with a
+/// forged signature, one under quorum, one signed by keys outside the validator set, one of
+/// another epoch, or a genuine certificate (signed by both validators' keys, which this test
+/// holds) with a settlement record that is not the certified one. Each is refused whole (the epoch
+/// stays uncertified here), counted in `bad_certificates`, and its peer penalised until banned.
+#[test]
+fn forged_or_mismatched_certificates_offered_by_peers_are_refused_counted_and_punished() {
+    use protocol::consensus::{EpochCertificate, Vote};
+    let dir = tempfile::tempdir().unwrap();
+    init_testnet(dir.path(), 2, 0);
+    let spec_path = dir.path().join("spec.toml");
+    let spec = protocol::ChainSpec::from_toml(&std::fs::read_to_string(&spec_path).unwrap()).unwrap();
+    let validator = |i: usize| rustchain_node::keys::read_key(&rustchain_node::keys::node_key_path(&dir.path().join(format!("node-{i}")))).unwrap();
+    let (v0, v1) = (validator(0), validator(1));
+    let node = TestNode::start(&dir.path().join("node-0"), &["--spec", spec_path.to_str().unwrap(), "--gossip-preset", "tiny", "--gossip-heartbeat-ms", "200"]);
+    node.wait_until("/api/p2p/status", 30, "synced", |v| v["sync_status"] == "synced");
+    while epoch_now(&node).0 < 3 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let target: libp2p::Multiaddr = node.multiaddr().parse().unwrap();
+    let net = spec.network_id.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cert = |keys: &[&Keypair], epoch: u64, hash: [u8; 32]| EpochCertificate {
+        epoch,
+        round: 0,
+        settlement_hash: hash,
+        votes: keys.iter().map(|k| Vote::sign(&spec, k, epoch, 0, hash, [7; 32])).collect(),
+    };
+    type Forge<'a> = Box<dyn Fn(u64, [u8; 32]) -> Response + 'a>;
+    let strangers = (Keypair::from_seed(&[0xb1; 32]), Keypair::from_seed(&[0xb2; 32]));
+    let cases: Vec<(&str, &str, Forge<'_>)> = vec![
+        ("forged signature", "does not verify", Box::new({
+            let c = cert.clone();
+            let (v0, v1) = (v0.clone(), v1.clone());
+            move |e, h| {
+                let mut forged = c(&[&v0, &v1], e, h);
+                forged.votes[1].signature[0] ^= 1;
+                Response::Epoch { settlement: None, certificate: Some(forged) }
+            }
+        })),
+        ("under quorum", "does not verify", Box::new({
+            let c = cert.clone();
+            let v1 = v1.clone();
+            move |e, h| Response::Epoch { settlement: None, certificate: Some(c(&[&v1], e, h)) }
+        })),
+        ("signers outside the set", "does not verify", Box::new({
+            let c = cert.clone();
+            let (a, b) = (strangers.0.clone(), strangers.1.clone());
+            move |e, h| Response::Epoch { settlement: None, certificate: Some(c(&[&a, &b], e, h)) }
+        })),
+        ("another epoch", "a certificate of epoch", Box::new({
+            let c = cert.clone();
+            let (v0, v1) = (v0.clone(), v1.clone());
+            move |e, h| Response::Epoch { settlement: None, certificate: Some(c(&[&v0, &v1], e - 1, h)) }
+        })),
+        ("record is not the certified one", "not the certified one", Box::new({
+            let c = cert.clone();
+            let (v0, v1) = (v0.clone(), v1.clone());
+            let spec = spec.clone();
+            move |e, h| {
+                let weights = [("someone".to_owned(), 1_000_000_000u64)].into();
+                let record = protocol::settlement::settle(&spec, e, [0; 32], &weights, &Default::default(), &Default::default()).unwrap();
+                assert_ne!(record.hash(), h);
+                Response::Epoch { settlement: Some(record), certificate: Some(c(&[&v0, &v1], e, h)) }
+            }
+        })),
+    ];
+    for (i, (case, reason, forge)) in cases.into_iter().enumerate() {
+        let seed = 0xc0 + i as u8;
+        let epoch = epoch_now(&node).0 - 1;
+        let hash = protocol::crypto::sha256(case.as_bytes());
+        let banned = rt.block_on(hostile_peer(
+            Keypair::from_seed(&[seed; 32]),
+            net.clone(),
+            target.clone(),
+            wire::epoch_topic(&net),
+            |i| Some(wire::InvEpoch { epoch, settlement_hash: Id(hash), registry_digest: random_id(i, 6), records: i }.encode()),
+            |req| match req {
+                Request::GetEpoch { epoch: asked } if *asked == epoch => forge(epoch, hash),
+                other => answer_nothing(other),
+            },
+            40,
+        ));
+        assert!(banned, "{case}: the peer was never disconnected");
+        let peer = p2p::identity_of(&Keypair::from_seed(&[seed; 32])).public().to_peer_id().to_string();
+        assert_penalised_and_banned(&node, &peer, reason);
+        assert!(stat(&node, "bad_certificates") >= i as u64 + 1, "{case}: not counted");
+        let (_, s) = node.get(&format!("/api/epoch/{epoch}/settlement"));
+        assert_ne!(s["status"], "certified", "{case}: applied: {s}");
+    }
+    assert!(node.log_text().contains("BAD CERTIFICATE"));
 }
 
 fn assert_penalised_and_banned(node: &TestNode, peer: &str, reason: &str) {
