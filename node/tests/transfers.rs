@@ -279,19 +279,23 @@ async fn relay_when_ready(key: Keypair, network: String, target: libp2p::Multiad
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut record = record;
     let mut held: Option<TransferRecord> = None;
+    let mut sent: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            ev = swarm.select_next_some() => {
-                if let SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+            ev = swarm.select_next_some() => match ev {
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     message: request_response::Message::Request { request: Request::GetAttestations { .. }, channel, .. }, ..
-                })) = ev {
+                })) => {
                     let transfers = held.iter().cloned().collect();
                     let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Attestations { records: vec![], transfers });
-                    if held.is_some() {
-                        return true;
-                    }
                 }
-            }
+                // Sent; the swarm keeps running a little, or the answer may be lost with it.
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::ResponseSent { .. })) if held.is_some() => {
+                    sent.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(2));
+                }
+                _ => {}
+            },
+            _ = tokio::time::sleep_until(sent.unwrap_or(deadline)), if sent.is_some() => return true,
             r = &mut record, if held.is_none() => held = r.ok(),
             _ = tick.tick() => if let Some(r) = &held {
                 let _ = swarm.behaviour_mut().gossipsub.publish(topic.clone(), InvAttestation { ids: vec![Id(r.id())] }.encode());
