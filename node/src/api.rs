@@ -274,6 +274,7 @@ async fn enroll(State(node): State<Arc<Node>>, body: Result<Bytes, BytesRejectio
         })
     };
     let wallet = field("miner_pubkey")?;
+    canonical_address(wallet)?;
     let miner_id = field("miner_id")?;
     let sig = protocol::crypto::decode_hex::<64>("signature", field("signature")?)
         .map_err(|e| ApiError::bad_request("INVALID_SIGNATURE", e.to_string()))?;
@@ -344,17 +345,20 @@ async fn transfer_signed(State(node): State<Arc<Node>>, body: Result<Bytes, Byte
         .map_err(|_| ApiError::unavailable("validation task failed"))?
         .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
     let slot = node.spec.slot_at(node.clock.now_unix());
+    transfer::check_signed_time(&node.spec, t.nonce, slot).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
     let epoch = node.spec.epoch_of_slot(slot);
     let record = TransferRecord::accept(&node.spec, &node.key, &t, slot);
     let id = record.id();
-    let stored = StoredTransfer::new(&t, slot);
+    let stored = StoredTransfer::new(&node.spec, &t, slot);
+    // The epoch whose settlement judges it: its receipt's, or later if the sender signed a later time.
+    let confirms_at = node.spec.epoch_of_slot(stored.slot);
     let new = NewTransfer { origin: Origin::Miner, id, epoch, record, transfer: stored.clone() };
     match node.writer.transfer(new).await.map_err(|e| ApiError::unavailable(e.to_string()))? {
         Ok(_) => node.announce(id),
         Err(r) => return Err(refused(r)),
     }
     node.metrics.transfers_accepted.inc();
-    tracing::info!(tx_hash = %stored.tx_hash, from = %stored.from, to = %stored.to, amount_urtc = stored.amount_urtc, epoch, "transfer accepted; pending");
+    tracing::info!(tx_hash = %stored.tx_hash, from = %stored.from, to = %stored.to, amount_urtc = stored.amount_urtc, epoch = confirms_at, "transfer accepted; pending");
     Ok(Json(json!({
         "ok": true,
         "verified": true,
@@ -365,7 +369,7 @@ async fn transfer_signed(State(node): State<Arc<Node>>, body: Result<Bytes, Byte
         "amount_rtc": rtc_f64(stored.amount_urtc),
         "amount_i64": stored.amount_urtc,
         "nonce": stored.nonce,
-        "confirms_at_epoch": epoch,
+        "confirms_at_epoch": confirms_at,
     }))
     .into_response())
 }
@@ -460,7 +464,20 @@ fn wallet_param(w: Option<String>) -> Result<String, ApiError> {
     if !attestation::valid_miner_id(&wallet) {
         return Err(ApiError::bad_request("INVALID_FIELD", "miner_id must match ^[A-Za-z0-9._:-]{1,128}$"));
     }
+    canonical_address(&wallet)?;
     Ok(wallet)
+}
+
+/// Another spelling of an RTC address is no account of its own (it would answer an empty one):
+/// 400 `NON_CANONICAL_ADDRESS`.
+fn canonical_address(wallet: &str) -> Result<(), ApiError> {
+    if attestation::is_non_canonical_address(wallet) {
+        return Err(ApiError::bad_request(
+            attestation::NON_CANONICAL_ADDRESS,
+            format!("{wallet} is an RTC address in another spelling: write it RTC and 40 lower-case hex digits"),
+        ));
+    }
+    Ok(())
 }
 
 /// A query string, or 400 INVALID_QUERY saying what is wrong with it.

@@ -111,7 +111,8 @@ enum WalletCommand {
         #[command(flatten)]
         node: wallet_cli::NodeArg,
     },
-    /// Send RTC: fetch the next nonce from the node, sign (field format, fee 0), submit, print
+    /// Send RTC: fetch the next nonce and the network from the node, sign for that network
+    /// (field format, fee 0, chain_id, the slot's start in ms as the nonce), submit, print
     /// the tx hash and follow it until the epoch that settles it is certified. Exit 0 confirmed,
     /// 1 rejected (the reason is printed), 2 still pending at --wait-timeout.
     Send {
@@ -142,7 +143,8 @@ enum WalletCommand {
         nonce: i64,
         #[arg(long, default_value = "")]
         memo: String,
-        /// Bind the transfer to one network (its chain spec's network_id, e.g. mainnet).
+        /// Bind the transfer to one network (its chain spec's network_id, e.g. mainnet). Every
+        /// network but mainnet refuses a transfer without one.
         #[arg(long)]
         chain_id: Option<String>,
     },

@@ -161,7 +161,7 @@ fn check(spec: &protocol::ChainSpec, now_slot: u64, oldest_open_epoch: u64, reco
         AnyRecord::Transfer(record) => {
             let t = record.verify(spec).map_err(|e| IngestError::Invalid(e.to_string()))?;
             let slot = future(record.receipt.slot)?;
-            let transfer = StoredTransfer::new(&t, slot);
+            let transfer = StoredTransfer::new(spec, &t, slot);
             Ok(Checked::Transfer(NewTransfer { origin: Origin::Peer, id: record.id(), epoch: spec.epoch_of_slot(slot), record, transfer }))
         }
     }

@@ -246,7 +246,7 @@ impl LedgerEntry {
     }
 }
 
-/// A verified transfer as the settlement needs it, with its receipt slot.
+/// A verified transfer as the settlement needs it, with the slot its record makes it count from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredTransfer {
     pub tx_hash: String,
@@ -254,19 +254,21 @@ pub struct StoredTransfer {
     pub to: String,
     pub amount_urtc: u64,
     pub nonce: u64,
+    /// `protocol::transfer::counted_slot`: the receipt's slot, never before the signed time.
     pub slot: u64,
     pub memo: String,
 }
 
 impl StoredTransfer {
-    pub fn new(t: &protocol::transfer::Transfer, slot: u64) -> StoredTransfer {
+    /// `t` under a receipt at `receipt_slot`.
+    pub fn new(spec: &ChainSpec, t: &protocol::transfer::Transfer, receipt_slot: u64) -> StoredTransfer {
         StoredTransfer {
             tx_hash: t.tx_hash(),
             from: t.from_address.clone(),
             to: t.to_address.clone(),
             amount_urtc: t.amount_i64 as u64,
             nonce: t.nonce as u64,
-            slot,
+            slot: protocol::transfer::counted_slot(spec, t.nonce, receipt_slot),
             memo: t.memo.clone(),
         }
     }
@@ -2046,6 +2048,52 @@ mod tests {
         assert_eq!(s4.entries.len(), 1);
         assert_eq!(s4.entries[0].weight, drifted.claim.weight);
         w.commit().unwrap();
+    }
+
+    /// `t` as node `signer_seed` stores it under its receipt at `slot`, relayed (no balance check).
+    fn relayed_transfer(spec: &ChainSpec, t: &protocol::transfer::Transfer, signer_seed: u8, slot: u64) -> NewTransfer {
+        let record = TransferRecord::accept(spec, &protocol::crypto::Keypair::from_seed(&[signer_seed; 32]), t, slot);
+        let t = record.verify(spec).unwrap();
+        NewTransfer { origin: Origin::Peer, id: record.id(), epoch: spec.epoch_of_slot(slot), transfer: StoredTransfer::new(spec, &t, slot), record }
+    }
+
+    /// Issue 13 (9): a relay's receipt backdated into the epoch before the one its sender signed
+    /// in (the nonce is the signing time in ms) is stored, but the transfer still counts from the
+    /// signed slot: the earlier epoch's settlement does not judge it, whichever record came first.
+    #[test]
+    fn a_backdated_relay_receipt_does_not_move_a_transfer_into_the_epoch_before() {
+        use protocol::{crypto::Keypair, transfer::TransferOrder};
+        let spec = ChainSpec::builtin("devnet").unwrap();
+        let signed_slot = spec.first_slot(5);
+        let order = TransferOrder {
+            to_address: Keypair::from_seed(&[2; 32]).address(),
+            amount_rtc: 0.5,
+            memo: String::new(),
+            nonce: ((spec.genesis_unix + signed_slot * spec.slot_seconds) * 1_000) as i64,
+            chain_id: Some(spec.network_id.clone()),
+        };
+        let body = serde_json::to_vec(&order.sign(&Keypair::from_seed(&[1; 32]))).unwrap();
+        let t = protocol::transfer::parse_transfer(&spec, &body).unwrap();
+        let (honest, hostile) = (relayed_transfer(&spec, &t, 10, signed_slot + 1), relayed_transfer(&spec, &t, 11, signed_slot - 1));
+        assert_eq!(hostile.epoch, 4, "the hostile receipt is in epoch 4");
+        for records in [[&hostile, &honest], [&honest, &hostile]] {
+            let dir = tempfile::tempdir().unwrap();
+            let (spec, db) = devnet_db(&dir);
+            let w = db.begin_write().unwrap();
+            for r in records {
+                assert_eq!(insert_transfer(&w, r).unwrap(), Ok(true));
+            }
+            let (four, _) = settle_epoch(&w, &spec, 4).unwrap();
+            let (five, _) = settle_epoch(&w, &spec, 5).unwrap();
+            w.commit().unwrap();
+            assert!(four.transfers.is_empty(), "moved into epoch 4: {:?}", four.transfers);
+            assert_eq!(five.transfers.iter().map(|x| &*x.tx_hash).collect::<Vec<_>>(), [t.tx_hash().as_str()]);
+            assert_eq!(epoch_digest(&db, 4).unwrap().count, 1, "the backdated record is kept in its receipt's epoch");
+            match tx_state(&db, &t.tx_hash()).unwrap() {
+                Some(TxState::Pending(p)) => assert_eq!(p.slot, signed_slot),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     fn is_applied_in(w: &WriteTransaction, epoch: u64) -> bool {

@@ -1,6 +1,7 @@
 //! `rustchain wallet balance | history | send`: the wallet commands that talk to a node over HTTP.
-//! `send` asks the node for the wallet's last nonce, signs the next one in the field format
-//! (`/wallet/transfer/signed`, fee 0), submits it, prints the tx hash and follows it to its
+//! `send` asks the node for the wallet's last nonce and its network and slot, signs the next
+//! nonce (the slot's start in ms) for that network in the field format (`/wallet/transfer/signed`,
+//! fee 0), submits it, prints the tx hash and follows it to its
 //! certified outcome.
 
 use std::io::Write;
@@ -32,7 +33,8 @@ pub struct SendArgs {
     /// Free text, signed with the transfer (at most 512 characters).
     #[arg(long, default_value = "")]
     pub memo: String,
-    /// Bind the transfer to one network (its chain spec's network_id, e.g. devnet).
+    /// The network the transfer is signed for (its chain spec's network_id); the transfer always
+    /// carries one, by default the node's. Given, it must be the node's network.
     #[arg(long)]
     pub chain_id: Option<String>,
     /// Print the tx hash and return without waiting for the epoch to be certified.
@@ -112,8 +114,23 @@ pub async fn send(node: &NodeArg, key: &Keypair, args: &SendArgs) -> anyhow::Res
     let c = client()?;
     let me = key.address();
     let b = get_json(&c, &format!("{}/wallet/balance?address={me}", node.node)).await?;
-    let nonce = b["last_nonce"].as_i64().map_or(1, |n| n + 1);
-    let order = TransferOrder { to_address: args.to.clone(), amount_rtc: args.amount, memo: args.memo.clone(), nonce, chain_id: args.chain_id.clone() };
+    // Signed for the node's network, so it is valid nowhere else (PROTOCOL.md §13.1), with the
+    // start of the node's current slot in milliseconds as the nonce (or the next one above the
+    // last): the signed time pins the epoch the transfer counts in (§13.3), whatever slot a
+    // relaying node's receipt claims.
+    let e = get_json(&c, &format!("{}/epoch", node.node)).await?;
+    let network = e["network_id"].as_str().context("the node's /epoch has no network_id")?.to_owned();
+    if let Some(asked) = args.chain_id.as_ref().filter(|c| **c != network) {
+        bail!("--chain-id {asked}: the node at {} is on network {network}", node.node);
+    }
+    let slot_start_ms = (|| {
+        let (epoch, slot, per, secs, ends) = (e["epoch"].as_u64()?, e["slot"].as_u64()?, e["blocks_per_epoch"].as_u64()?, e["slot_seconds"].as_u64()?, e["epoch_ends_at"].as_u64()?);
+        let genesis = ends.checked_sub((epoch + 1) * per * secs)?;
+        i64::try_from((genesis + slot * secs) * 1_000).ok()
+    })()
+    .context("the node's /epoch lacks the slot arithmetic")?;
+    let nonce = b["last_nonce"].as_i64().map_or(slot_start_ms, |n| (n + 1).max(slot_start_ms));
+    let order = TransferOrder { to_address: args.to.clone(), amount_rtc: args.amount, memo: args.memo.clone(), nonce, chain_id: Some(network) };
     let url = format!("{}/wallet/transfer/signed", node.node);
     let resp = c.post(&url).json(&order.sign(key)).send().await.with_context(|| format!("POST {url}"))?;
     let r = answer(resp).await?;

@@ -8,13 +8,24 @@ mod common;
 
 use std::process::Command;
 
+use std::time::Duration;
+
 use common::{Miner, TestNode, attest_in_one_epoch, balance, certified, epoch_now, init_testnet, start_testnet};
+use futures::StreamExt;
+use libp2p::gossipsub::IdentTopic;
+use libp2p::request_response;
+use libp2p::swarm::SwarmEvent;
 use protocol::crypto::Keypair;
-use protocol::transfer::TransferOrder;
+use protocol::transfer::{TransferOrder, TransferRecord};
+use protocol::wire::{self, Id, InvAttestation, Request, Response};
+use rustchain_node::p2p::{self, BehaviourEvent, GossipPreset, Role, SwarmSettings};
 use serde_json::Value;
 
+/// `rustchain testnet init`'s network id: every network but mainnet requires a signed chain id.
+const NET: &str = "localnet";
+
 fn order(to: &str, amount_rtc: f64, nonce: i64) -> TransferOrder {
-    TransferOrder { to_address: to.into(), amount_rtc, memo: "test".into(), nonce, chain_id: None }
+    TransferOrder { to_address: to.into(), amount_rtc, memo: "test".into(), nonce, chain_id: Some(NET.into()) }
 }
 
 fn tx_status(node: &TestNode, tx: &str) -> Value {
@@ -63,6 +74,26 @@ fn a_transfer_confirms_everywhere_and_a_double_spend_is_never_paid_twice() {
     let mut fee = order(&receiver, 0.5, 1).sign(&sender);
     fee["fee_rtc"] = 0.01.into();
     assert_eq!(nodes[0].post("/wallet/transfer/signed", &fee).1["code"], "FEE_NOT_SUPPORTED");
+    // Issue 13 (9): signed without a chain id (valid only on mainnet), or for another network.
+    let mut bare = order(&receiver, 0.5, 1);
+    bare.chain_id = None;
+    let (s, v) = nodes[0].post("/wallet/transfer/signed", &bare.sign(&sender));
+    assert_eq!((s, v["code"].as_str()), (400, Some("CHAIN_ID_REQUIRED")), "{v}");
+    bare.chain_id = Some("mainnet".into());
+    assert_eq!(nodes[0].post("/wallet/transfer/signed", &bare.sign(&sender)).1["code"], "WRONG_CHAIN_ID");
+    // An RTC address in another spelling, as recipient or as a wallet to look up.
+    let upper = format!("RTC{}", receiver[3..].to_uppercase());
+    let (s, v) = nodes[0].post("/wallet/transfer/signed", &order(&upper, 0.5, 1).sign(&sender));
+    assert_eq!((s, v["code"].as_str()), (400, Some("NON_CANONICAL_ADDRESS")), "{v}");
+    for path in ["/wallet/balance?address=", "/wallet/balance?miner_id=", "/wallet/history?address="] {
+        let (s, v) = nodes[0].get(&format!("{path}{}", format!("RTC{}", sender.address()[3..].to_uppercase())));
+        assert_eq!((s, v["code"].as_str()), (400, Some("NON_CANONICAL_ADDRESS")), "{path}: {v}");
+    }
+    // A nonce that names a time well after now (in ms) is refused: it would pin the transfer to a
+    // far epoch.
+    let future = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 60_000) as i64;
+    let (s, v) = nodes[0].post("/wallet/transfer/signed", &order(&receiver, 0.5, future).sign(&sender));
+    assert_eq!((s, v["code"].as_str()), (400, Some("NONCE_IN_FUTURE")), "{v}");
 
     // Send 0.5 RTC through node A (0); node B (1) sees it pending for the receiver.
     let (s, v) = nodes[0].post("/wallet/transfer/signed", &order(&receiver, 0.5, 1).sign(&sender));
@@ -234,4 +265,96 @@ fn a_pending_transfer_is_judged_once_when_every_validator_restarts() {
         assert_eq!(balance(n, &sender.address()), reward - 250_000, "{}", n.url);
         assert!(!n.log_text().contains("NOT APPLIED"), "{} refused a certified record", n.url);
     }
+}
+
+/// A hostile relay with `key`: connect to `target` now, and once `record` arrives announce it there
+/// and serve it to whoever asks. Returns whether it was fetched within `secs` seconds.
+async fn relay_when_ready(key: Keypair, network: String, target: libp2p::Multiaddr, record: tokio::sync::oneshot::Receiver<TransferRecord>, secs: u64) -> bool {
+    let settings = SwarmSettings { network_id: network.clone(), role: Role::Relay, preset: GossipPreset::Tiny, max_peers: 8, heartbeat: Duration::from_millis(200) };
+    let mut swarm = p2p::build_swarm(&key, &settings).unwrap();
+    let topic = IdentTopic::new(wire::attestation_topic(&network));
+    swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+    swarm.dial(target).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut record = record;
+    let mut held: Option<TransferRecord> = None;
+    let mut sent: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            ev = swarm.select_next_some() => match ev {
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                    message: request_response::Message::Request { request: Request::GetAttestations { .. }, channel, .. }, ..
+                })) => {
+                    let transfers = held.iter().cloned().collect();
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Attestations { records: vec![], transfers });
+                }
+                // Sent; the swarm keeps running a little, or the answer may be lost with it.
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::ResponseSent { .. })) if held.is_some() => {
+                    sent.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(2));
+                }
+                _ => {}
+            },
+            _ = tokio::time::sleep_until(sent.unwrap_or(deadline)), if sent.is_some() => return true,
+            r = &mut record, if held.is_none() => held = r.ok(),
+            _ = tick.tick() => if let Some(r) = &held {
+                let _ = swarm.behaviour_mut().gossipsub.publish(topic.clone(), InvAttestation { ids: vec![Id(r.id())] }.encode());
+            },
+            _ = tokio::time::sleep_until(deadline) => return false,
+        }
+    }
+}
+
+/// Issue 13 (9): a relay that sees a transfer wraps it in its own receipt backdated into the
+/// epoch before (still open: it is settled only after its grace) and shows it to a validator at
+/// once. The transfer counts from its earliest receipt, but never before the time its sender
+/// signed (the nonce, in ms), so every node judges it in the epoch it was signed and sent in, not
+/// the one before. Before this rule the backdated receipt moved it into the earlier settlement.
+#[test]
+fn a_relay_cannot_move_a_transfer_into_the_epoch_before() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1 s slots, 6 slots per epoch, settled 2 slots after the end: the relay has 2 s.
+    let out = Command::new(env!("CARGO_BIN_EXE_rustchain"))
+        .args(["testnet", "init", "--out"])
+        .arg(dir.path())
+        .args(["--validators", "4", "--relays", "0", "--genesis-delay", "2", "--slot-seconds", "1", "--slots-per-epoch", "6", "--grace-slots", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let nodes = start_testnet(dir.path(), &[0, 1, 2, 3]);
+    let spec = protocol::ChainSpec::from_toml(&std::fs::read_to_string(dir.path().join("spec.toml")).unwrap()).unwrap();
+    let (sender, _) = funded_sender(&nodes, 85, "relay-box");
+    let receiver = Keypair::from_seed(&[86; 32]).address();
+
+    // The wallet signs at the start of epoch `e` (its nonce is that time in ms) and sends then.
+    let e = epoch_now(&nodes[0]).0 + 2;
+    let start = spec.first_slot(e);
+    let body = order(&receiver, 0.25, ((spec.genesis_unix + start * spec.slot_seconds) * 1_000) as i64).sign(&sender);
+    let t = protocol::transfer::parse_transfer(&spec, &serde_json::to_vec(&body).unwrap()).unwrap();
+    let backdated = TransferRecord::accept(&spec, &Keypair::from_seed(&[0xdd; 32]), &t, start - 1);
+    assert_eq!(spec.epoch_of_slot(backdated.receipt.slot), e - 1);
+
+    let (give, take) = tokio::sync::oneshot::channel();
+    let target = nodes[1].multiaddr().parse::<libp2p::Multiaddr>().unwrap();
+    let net = spec.network_id.clone();
+    let relay = std::thread::spawn(move || {
+        tokio::runtime::Runtime::new().unwrap().block_on(relay_when_ready(Keypair::from_seed(&[0xdd; 32]), net, target, take, 30))
+    });
+    while epoch_now(&nodes[0]).0 < e {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(epoch_now(&nodes[0]), (e, 0), "missed the first slot of epoch {e}");
+    let (s, v) = nodes[0].post("/wallet/transfer/signed", &body);
+    assert_eq!((s, v["confirms_at_epoch"].as_u64()), (200, Some(e)), "{v}");
+    let tx = v["tx_hash"].as_str().unwrap().to_owned();
+    give.send(backdated).unwrap();
+    assert!(relay.join().unwrap(), "no validator fetched the backdated record");
+
+    for n in &nodes {
+        let j = judged(n, &tx, 60);
+        assert_eq!((j["status"].as_str(), j["epoch"].as_u64()), (Some("confirmed"), Some(e)), "{}: {j}", n.url);
+    }
+    // The epoch before settled without it.
+    let before = certified(&nodes[0], e - 1, 10);
+    assert!(before["record"]["transfers"].as_array().unwrap().is_empty(), "{before}");
 }

@@ -60,6 +60,8 @@ pub enum AttestError {
     InvalidSignature(KeyError),
     #[error("miner {miner} is an RTC address that the signing key does not own (the key's address is {owner})")]
     KeyMismatch { miner: String, owner: String },
+    #[error("`{0}` is an RTC address in another spelling: an RTC address is written RTC and 40 lower-case hex digits")]
+    NonCanonicalAddress(&'static str),
 }
 
 impl AttestError {
@@ -78,6 +80,7 @@ impl AttestError {
             AttestError::MissingSignature => "MISSING_SIGNATURE",
             AttestError::InvalidSignature(_) => "INVALID_SIGNATURE",
             AttestError::KeyMismatch { .. } => "KEY_MISMATCH",
+            AttestError::NonCanonicalAddress(_) => NON_CANONICAL_ADDRESS,
         }
     }
 }
@@ -91,6 +94,16 @@ pub fn valid_miner_id(s: &str) -> bool {
 /// wallet earns only for the key whose address it is (PROTOCOL.md §5.1).
 pub fn is_rtc_address(wallet: &str) -> bool {
     wallet.len() == 43 && wallet[..3].eq_ignore_ascii_case("rtc") && wallet[3..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The code of every refusal of an address in another spelling (PROTOCOL.md §3).
+pub const NON_CANONICAL_ADDRESS: &str = "NON_CANONICAL_ADDRESS";
+
+/// Whether `wallet` is an RTC address in a spelling other than the one `address_of` writes (`RTC`
+/// and 40 lower-case hex digits): the same key's address written another way, which every path
+/// refuses, so that no spelling of an address is a second account.
+pub fn is_non_canonical_address(wallet: &str) -> bool {
+    is_rtc_address(wallet) && !(wallet.starts_with("RTC") && wallet[3..].bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// A submission whose shape and signature have been checked.
@@ -132,6 +145,9 @@ pub fn parse_submission(bytes: &[u8]) -> Result<Submission, AttestError> {
     let miner = str_field(&body, "miner")?.ok_or(AttestError::InvalidField("miner", "is required"))?.to_owned();
     if !valid_miner_id(&miner) {
         return Err(AttestError::InvalidField("miner", "must match ^[A-Za-z0-9._:-]{1,128}$"));
+    }
+    if is_non_canonical_address(&miner) {
+        return Err(AttestError::NonCanonicalAddress("miner"));
     }
     let miner_id = str_field(&body, "miner_id")?.map(str::to_owned).unwrap_or_else(|| miner.clone());
     if !valid_miner_id(&miner_id) {

@@ -27,6 +27,11 @@ pub struct ChainSpec {
     /// its own validator set (a lone node certifies its own settlements).
     #[serde(default)]
     pub validators: Vec<String>,
+    /// Whether a signed transfer without `chain_id` is valid here. Only mainnet, where today's field
+    /// wallets send none; every other network refuses such a transfer (`CHAIN_ID_REQUIRED`), so a
+    /// transfer signed for one network cannot be replayed on another (PROTOCOL.md §13.1).
+    #[serde(default)]
+    pub transfers_without_chain_id: bool,
     #[serde(default)]
     pub admin: AdminSettings,
 }
@@ -168,6 +173,8 @@ mod tests {
         let d = ChainSpec::builtin("devnet").unwrap();
         assert_eq!(d.slot_seconds * d.slots_per_epoch, 20);
         assert!(ChainSpec::builtin("nope").is_err());
+        // Only mainnet takes transfers signed without a chain id (field wallets send none).
+        assert!(m.transfers_without_chain_id && !d.transfers_without_chain_id);
         assert_eq!(ChainSpec::from_toml(&d.to_toml()).unwrap(), d);
     }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::attestation::{Receipt, valid_miner_id};
+use crate::attestation::{NON_CANONICAL_ADDRESS, Receipt, is_non_canonical_address, valid_miner_id};
 use crate::canonical_json::{self, Value};
 use crate::crypto::{self, Hash32, KeyError, Keypair, address_of, sha256, sha256_parts};
 use crate::spec::{ChainSpec, URTC_PER_RTC};
@@ -36,6 +36,12 @@ pub enum TransferError {
     FeeNotSupported,
     #[error("chain_id {got:?} is not this network's ({expected:?})")]
     WrongChain { expected: String, got: String },
+    #[error("chain_id is required on network {0:?}: sign the transfer with \"chain_id\": \"{0}\" (only mainnet takes transfers signed without one)")]
+    ChainIdRequired(String),
+    #[error("`{0}` is an RTC address in another spelling: an RTC address is written RTC and 40 lower-case hex digits")]
+    NonCanonicalAddress(&'static str),
+    #[error("nonce {nonce} read as a unix time is in slot {signed_slot}, more than {} slots after slot {slot}: sign with the current time (unix seconds or milliseconds) or a counter below 1000000000", SIGNED_TIME_LEAD_SLOTS)]
+    SignedInFuture { nonce: i64, signed_slot: u64, slot: u64 },
     #[error("public_key derives to {derived}, not to from_address {claimed}")]
     AddressMismatch { derived: String, claimed: String },
     #[error("missing `signature` or `public_key`")]
@@ -52,6 +58,9 @@ impl TransferError {
             TransferError::AmountTooSmall => "AMOUNT_TOO_SMALL",
             TransferError::FeeNotSupported => "FEE_NOT_SUPPORTED",
             TransferError::WrongChain { .. } => "WRONG_CHAIN_ID",
+            TransferError::ChainIdRequired(_) => "CHAIN_ID_REQUIRED",
+            TransferError::NonCanonicalAddress(_) => NON_CANONICAL_ADDRESS,
+            TransferError::SignedInFuture { .. } => "NONCE_IN_FUTURE",
             TransferError::AddressMismatch { .. } => "ADDRESS_MISMATCH",
             TransferError::MissingSignature => "MISSING_SIGNATURE",
             TransferError::InvalidSignature(_) => "INVALID_SIGNATURE",
@@ -80,6 +89,44 @@ impl Transfer {
     pub fn tx_hash(&self) -> String {
         tx_hash(self.message.as_bytes(), &self.signature)
     }
+}
+
+/// How many slots a transfer's signed time may be ahead of the receipt that accepts it (the same
+/// allowance as a receipt ahead of a receiver's clock, PROTOCOL.md §10.5).
+pub const SIGNED_TIME_LEAD_SLOTS: u64 = 2;
+
+/// The unix time (s) a nonce names when read as a timestamp: field wallets sign the time of
+/// sending, in seconds or milliseconds (some in micro- or nanoseconds). A nonce of 10^11 or more is
+/// divided by 1,000 until it is below 10^11 (10^11 s is the year 5138). A counter nonce (1, 2, ...)
+/// names a time before any genesis and so constrains nothing.
+pub fn signed_unix(nonce: i64) -> u64 {
+    let mut n = nonce.max(0) as u64;
+    while n >= 100_000_000_000 {
+        n /= 1_000;
+    }
+    n
+}
+
+/// The slot of a transfer's signed time (`signed_unix`; slot 0 before genesis).
+pub fn signed_slot(spec: &ChainSpec, nonce: i64) -> u64 {
+    spec.slot_at(signed_unix(nonce))
+}
+
+/// The slot a receipt at `receipt_slot` makes a transfer count from: the receipt's slot, but never
+/// before the time the sender signed. A transfer counts from the smallest of these over its
+/// records (PROTOCOL.md §13.3), so a receipt backdated below the signed time moves nothing.
+pub fn counted_slot(spec: &ChainSpec, nonce: i64, receipt_slot: u64) -> u64 {
+    receipt_slot.max(signed_slot(spec, nonce))
+}
+
+/// A transfer may not be accepted (receipted) more than `SIGNED_TIME_LEAD_SLOTS` before its signed
+/// time: checked against the clock over HTTP and against the receipt's slot in a record.
+pub fn check_signed_time(spec: &ChainSpec, nonce: i64, slot: u64) -> Result<(), TransferError> {
+    let signed_slot = signed_slot(spec, nonce);
+    if signed_slot > slot.saturating_add(SIGNED_TIME_LEAD_SLOTS) {
+        return Err(TransferError::SignedInFuture { nonce, signed_slot, slot });
+    }
+    Ok(())
 }
 
 pub fn tx_hash(message: &[u8], signature: &[u8; 64]) -> String {
@@ -195,8 +242,11 @@ fn check(spec: &ChainSpec, f: &Fields<'_>, public_key: [u8; 32], signature: [u8;
     }
     // One spelling per address: `RTC` and 40 lower-case hex digits. Another spelling would be
     // another wallet, and what it received would be lost to the key's owner.
-    if crate::attestation::is_rtc_address(f.to) && !(f.to.starts_with("RTC") && f.to[3..].bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))) {
-        return Err(TransferError::InvalidField("to_address", "an RTC address is written RTC and 40 lower-case hex digits"));
+    if is_non_canonical_address(f.to) {
+        return Err(TransferError::NonCanonicalAddress("to_address"));
+    }
+    if is_non_canonical_address(f.from) {
+        return Err(TransferError::NonCanonicalAddress("from_address"));
     }
     if f.to == f.from {
         return Err(TransferError::InvalidField("to_address", "must differ from from_address"));
@@ -211,10 +261,12 @@ fn check(spec: &ChainSpec, f: &Fields<'_>, public_key: [u8; 32], signature: [u8;
     if f.memo.chars().count() > MAX_MEMO_CHARS {
         return Err(TransferError::InvalidField("memo", "is longer than 512 characters"));
     }
-    if let Some(got) = f.chain_id
-        && got != spec.network_id
-    {
-        return Err(TransferError::WrongChain { expected: spec.network_id.clone(), got: got.to_owned() });
+    match f.chain_id {
+        Some(got) if got != spec.network_id => {
+            return Err(TransferError::WrongChain { expected: spec.network_id.clone(), got: got.to_owned() });
+        }
+        None if !spec.transfers_without_chain_id => return Err(TransferError::ChainIdRequired(spec.network_id.clone())),
+        _ => {}
     }
     let derived = address_of(&public_key);
     if derived != f.from {
@@ -330,11 +382,17 @@ impl TransferRecord {
     /// Everything a node that did not accept the record checks before storing or relaying it.
     pub fn verify(&self, spec: &ChainSpec) -> Result<Transfer, TransferRecordError> {
         let t = self.transfer.verify(spec)?;
+        check_signed_time(spec, t.nonce, self.receipt.slot)?;
         if !self.receipt.nonce.is_empty() {
             return Err(TransferRecordError::ReceiptNonce);
         }
         self.receipt.verify(spec, &self.transfer.payload_id()).map_err(TransferRecordError::Receipt)?;
         Ok(t)
+    }
+
+    /// The slot this record makes its transfer `t` (what `verify` returned) count from.
+    pub fn counted_slot(&self, spec: &ChainSpec, t: &Transfer) -> u64 {
+        counted_slot(spec, t.nonce, self.receipt.slot)
     }
 
     pub fn to_cbor(&self) -> Vec<u8> {
@@ -394,8 +452,9 @@ mod tests {
     const V6_BODY: &str = r#"{"from_address": "RTC56475aa75463474c0285df5dbf2bcab73da65135", "to_address": "RTCabababababababababababababababababababab", "amount_rtc": 0.25, "fee_rtc": 0, "memo": "hi", "nonce": 1700000000, "public_key": "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8", "signature": "56263fe74ea50e2c967b102b9d0dbfc70b1cad5ce684e7c79dce09127bf38b9dffdc737004dfac92a1c7c1d7c68e51a096810347f1a1e5847d53fd3b352f890e"}"#;
     const V6_MESSAGE: &str = "{\"amount\":0.25,\"fee\":0.0,\"from\":\"RTC56475aa75463474c0285df5dbf2bcab73da65135\",\"memo\":\"hi\",\"nonce\":\"1700000000\",\"to\":\"RTCabababababababababababababababababababab\"}";
 
+    /// Mainnet: the network whose field wallets sign no chain id (V6 has none).
     fn spec() -> ChainSpec {
-        ChainSpec::builtin("devnet").unwrap()
+        ChainSpec::builtin("mainnet").unwrap()
     }
 
     fn key() -> Keypair {
@@ -460,14 +519,25 @@ mod tests {
     }
 
     /// Issue 13 (9): an upper-case spelling of a real address would be another wallet, and the
-    /// funds lost; it is refused before the signature is even checked.
+    /// funds lost; it is refused before the signature is even checked, as the recipient and as the
+    /// sender, over HTTP and in a record from a peer.
     #[test]
     fn an_rtc_address_has_one_spelling() {
         for to in ["RTCABABABABABABABABABABABABABABABABABABABAB", "rtcabababababababababababababababababababab", "RTCabababababababababababababababababababaB"] {
             let mut o = order();
             o.to_address = to.into();
-            assert_eq!(parse_json(&o.sign(&key())).unwrap_err().code(), "INVALID_FIELD", "{to}");
+            assert_eq!(parse_json(&o.sign(&key())).unwrap_err().code(), "NON_CANONICAL_ADDRESS", "{to}");
         }
+        // The sender's own address upper-cased, signed as such by its key: refused by name, not
+        // taken for another account (nor reported as some other key's address).
+        let from = format!("RTC{}", key().address()[3..].to_uppercase());
+        let message = signed_message(1.5, 0.0, &from, &order().to_address, "rent", 7, None);
+        let mut body = order().sign(&key());
+        body["from_address"] = from.clone().into();
+        body["signature"] = hex::encode(key().sign(message.as_bytes())).into();
+        assert_eq!(parse_json(&body).unwrap_err(), TransferError::NonCanonicalAddress("from_address"));
+        let relayed = SignedTransfer { signature: key().sign(message.as_bytes()), message, public_key: key().public() };
+        assert_eq!(relayed.verify(&spec()).unwrap_err().code(), "NON_CANONICAL_ADDRESS");
         // Free-form wallet names (what miners' rewards may be paid to) stay as they are.
         let mut o = order();
         o.to_address = "Scott-G4".into();
@@ -481,7 +551,7 @@ mod tests {
         let t = parse_json(&o.sign(&key())).unwrap();
         assert!(t.message.starts_with(&format!("{{\"amount\":1.5,\"chain_id\":\"{}\",\"fee\":0.0,", spec().network_id)));
         // Signed for another network.
-        o.chain_id = Some("mainnet".into());
+        o.chain_id = Some("devnet".into());
         assert_eq!(parse_json(&o.sign(&key())).unwrap_err().code(), "WRONG_CHAIN_ID");
         // Stripping the chain id from a body that signed one breaks the signature.
         o.chain_id = Some(spec().network_id);
@@ -568,7 +638,7 @@ mod tests {
         assert_eq!(ra.transfer.payload_id(), rb.transfer.payload_id());
         assert_ne!(ra.id(), rb.id());
         // On another network the receipt does not verify.
-        let other = ChainSpec::builtin("mainnet").unwrap();
+        let other = ChainSpec { network_id: "othernet".into(), ..spec.clone() };
         assert!(matches!(TransferRecord::accept(&other, &a, &t, 100).verify(&spec), Err(TransferRecordError::Receipt(_))));
         // A receipt moved to another slot does not verify.
         let mut moved = ra.clone();
@@ -594,5 +664,107 @@ mod tests {
         assert_eq!(more.verify(&spec).unwrap_err().code(), "INVALID_SIGNATURE");
         let garbage = SignedTransfer { message: "[1,2]".into(), ..good };
         assert_eq!(garbage.verify(&spec).unwrap_err(), TransferError::NotAnObject);
+    }
+
+    /// Issue 13 (9): a transfer signed without a chain id is valid on every network that takes
+    /// one, so only mainnet (whose field wallets send none) does; on any other network it is
+    /// refused, over HTTP and as a record from a peer, and a transfer signed for mainnet with its
+    /// chain id is refused on devnet.
+    #[test]
+    fn a_transfer_without_chain_id_is_valid_on_mainnet_only() {
+        let devnet = ChainSpec::builtin("devnet").unwrap();
+        let body = serde_json::to_vec(&order().sign(&key())).unwrap();
+        let on_mainnet = parse_transfer(&spec(), &body).unwrap();
+        assert_eq!(parse_transfer(&devnet, &body).unwrap_err(), TransferError::ChainIdRequired("devnet".into()));
+        assert!(TransferError::ChainIdRequired("devnet".into()).to_string().contains("\"chain_id\": \"devnet\""));
+        // A mainnet record replayed to a devnet node (its receipt re-signed there by a hostile node).
+        let replayed = TransferRecord::accept(&devnet, &Keypair::from_seed(&[5; 32]), &on_mainnet, 10);
+        assert!(matches!(replayed.verify(&devnet), Err(TransferRecordError::Transfer(TransferError::ChainIdRequired(_)))));
+        let mut o = order();
+        o.chain_id = Some("mainnet".into());
+        assert_eq!(parse_json(&o.sign(&key())).unwrap().chain_id.as_deref(), Some("mainnet"));
+        assert_eq!(parse_transfer(&devnet, &serde_json::to_vec(&o.sign(&key())).unwrap()).unwrap_err().code(), "WRONG_CHAIN_ID");
+        o.chain_id = Some("devnet".into());
+        assert!(parse_transfer(&devnet, &serde_json::to_vec(&o.sign(&key())).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn a_nonce_is_read_as_the_time_it_was_signed() {
+        let s = spec();
+        let t = 1_795_379_528; // vector V9: slot 51121
+        for nonce in [t, t * 1_000 + 999, t * 1_000_000 + 1, t * 1_000_000_000 + 7] {
+            assert_eq!(signed_unix(nonce), t as u64, "{nonce}");
+            assert_eq!(signed_slot(&s, nonce), 51121, "{nonce}");
+        }
+        // Counters and times before genesis name slot 0: they constrain nothing.
+        for nonce in [0, 1, 7, 1_700_000_000, 100_000_000_000, -5] {
+            assert_eq!(signed_slot(&s, nonce), 0, "{nonce}");
+        }
+        assert_eq!((signed_unix(99_999_999_999), signed_unix(100_000_000_000)), (99_999_999_999, 100_000_000));
+        // A receipt counts from its slot, but never before the signed time.
+        assert_eq!(counted_slot(&s, t * 1000, 51200), 51200);
+        assert_eq!(counted_slot(&s, t * 1000, 51000), 51121);
+        assert_eq!(counted_slot(&s, 7, 51000), 51000);
+        // Accepted at most 2 slots before the signed time.
+        assert!(check_signed_time(&s, t, 51119).is_ok());
+        let err = check_signed_time(&s, t, 51118).unwrap_err();
+        assert_eq!((err.code(), err.clone()), ("NONCE_IN_FUTURE", TransferError::SignedInFuture { nonce: t, signed_slot: 51121, slot: 51118 }));
+    }
+
+    /// Issue 13 (9): a relay that sees a transfer can wrap it in its own receipt at any slot it
+    /// likes. The transfer counts from its earliest receipt, but never before the slot its sender
+    /// signed, so a receipt backdated into the epoch before moves nothing; one that predates the
+    /// signed time by more than 2 slots is not even a valid record.
+    #[test]
+    fn a_backdated_receipt_does_not_move_a_transfer_to_an_earlier_epoch() {
+        let s = spec();
+        let boundary = s.first_slot(356); // the first slot of epoch 356
+        let signed_at = s.genesis_unix + boundary * s.slot_seconds + 30; // 30 s into epoch 356
+        let mut o = order();
+        o.nonce = signed_at as i64 * 1_000; // milliseconds, as field wallets sign
+        let t = parse_json(&o.sign(&key())).unwrap();
+        let honest = TransferRecord::accept(&s, &Keypair::from_seed(&[1; 32]), &t, boundary);
+        let hostile = TransferRecord::accept(&s, &Keypair::from_seed(&[2; 32]), &t, boundary - 1);
+        // The hostile receipt is in epoch 355, within the 2-slot allowance: a valid record ...
+        assert_eq!(hostile.verify(&s).unwrap(), t);
+        // ... that counts from the signed slot, in epoch 356, like the honest one.
+        let counted = [&honest, &hostile].map(|r| r.counted_slot(&s, &t));
+        assert_eq!(counted, [boundary, boundary]);
+        assert_eq!(s.epoch_of_slot(counted.into_iter().min().unwrap()), 356);
+        // Backdated further: refused.
+        let far = TransferRecord::accept(&s, &Keypair::from_seed(&[2; 32]), &t, boundary - 3);
+        assert!(matches!(far.verify(&s), Err(TransferRecordError::Transfer(TransferError::SignedInFuture { .. }))));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// The epoch a transfer counts in is a function of the set of its valid records, whatever
+        /// order they arrive in, never before its signed slot, and never after its honest receipt:
+        /// hostile receipts at any slot move it only within [signed epoch, honest epoch].
+        #[test]
+        fn the_counted_epoch_is_order_free_and_bounded_by_the_signer_and_the_honest_receipt(
+            signed in 0u64..2_000,
+            honest_lag in 0u64..300,
+            hostile in prop::collection::vec(0u64..2_400, 0..8),
+            seed in any::<u64>(),
+        ) {
+            let s = spec();
+            let nonce = ((s.genesis_unix + signed * s.slot_seconds) * 1_000) as i64;
+            let honest = signed + honest_lag;
+            let mut slots: Vec<u64> = hostile.into_iter().filter(|h| check_signed_time(&s, nonce, *h).is_ok()).collect();
+            slots.push(honest);
+            let fold = |v: &[u64]| v.iter().map(|r| counted_slot(&s, nonce, *r)).min().unwrap();
+            let want = fold(&slots);
+            // Any permutation (a rotation and a reversal, from the seed).
+            let mut other = slots.clone();
+            let n = other.len();
+            other.rotate_left((seed as usize) % n);
+            if seed & 1 == 1 { other.reverse(); }
+            prop_assert_eq!(fold(&other), want);
+            prop_assert!(want >= signed && want <= honest);
+            prop_assert!(s.epoch_of_slot(want) >= s.epoch_of_slot(signed) && s.epoch_of_slot(want) <= s.epoch_of_slot(honest));
+        }
     }
 }

@@ -402,9 +402,11 @@ proptest! {
                 prop_assert_eq!(Some(t.amount_i64), transfer::amount_urtc(amount));
                 prop_assert_eq!(t.nonce, nonce);
             }
-            // The only refusals a well-formed order can meet: sending to itself, or an amount that floors to 0.
+            // The only refusals a well-formed order can meet: sending to itself, an amount that
+            // floors to 0, no chain id (devnet requires one).
             Err(e) => prop_assert!(order.to_address == miner_key().address()
-                                   || (e.code() == "AMOUNT_TOO_SMALL" && transfer::amount_urtc(amount).is_none()), "{}", e),
+                                   || (e.code() == "AMOUNT_TOO_SMALL" && transfer::amount_urtc(amount).is_none())
+                                   || (e.code() == "CHAIN_ID_REQUIRED" && !chain), "{}", e),
         }
         check_transfer(&body)?;
     }
