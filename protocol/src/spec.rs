@@ -32,6 +32,11 @@ pub struct ChainSpec {
     /// transfer signed for one network cannot be replayed on another (PROTOCOL.md §13.1).
     #[serde(default)]
     pub transfers_without_chain_id: bool,
+    /// Other `chain_id`s a transfer signed for this network may carry besides `network_id`: the
+    /// reference node's and its wallets' name of the network (`rustchain-mainnet-v2` on mainnet).
+    /// Each network's names are its own, so replay across networks stays impossible.
+    #[serde(default)]
+    pub chain_id_aliases: Vec<String>,
     #[serde(default)]
     pub admin: AdminSettings,
 }

@@ -137,10 +137,11 @@ pub fn tx_hash(message: &[u8], signature: &[u8; 64]) -> String {
 }
 
 /// The signed message: the canonical JSON of `{"amount", "fee", "from", "memo", "nonce": "<decimal>",
-/// "to"[, "chain_id"]}` with the amounts written as Python floats.
+/// "to"[, "chain_id"]}` with the amounts written as Python floats. `fee_rtc: None` is the legacy form
+/// without `"fee"`, which the reference wallet CLI signs and the reference node accepts.
 pub fn signed_message(
     amount_rtc: f64,
-    fee_rtc: f64,
+    fee_rtc: Option<f64>,
     from: &str,
     to: &str,
     memo: &str,
@@ -149,7 +150,9 @@ pub fn signed_message(
 ) -> String {
     let mut m = BTreeMap::new();
     m.insert("amount".to_owned(), Value::Float(amount_rtc));
-    m.insert("fee".to_owned(), Value::Float(fee_rtc));
+    if let Some(fee) = fee_rtc {
+        m.insert("fee".to_owned(), Value::Float(fee));
+    }
     m.insert("from".to_owned(), Value::Str(from.to_owned()));
     m.insert("memo".to_owned(), Value::Str(memo.to_owned()));
     m.insert("nonce".to_owned(), Value::Str(nonce.to_string()));
@@ -193,6 +196,9 @@ struct Fields<'a> {
     to: &'a str,
     amount_rtc: f64,
     fee_rtc: f64,
+    /// Whether the signed message carries `"fee"` (a message from a peer says; a request body may
+    /// be signed either way: both are tried).
+    signed_fee: Option<bool>,
     nonce: i64,
     memo: &'a str,
     chain_id: Option<&'a str>,
@@ -222,6 +228,7 @@ pub fn parse_transfer(spec: &ChainSpec, bytes: &[u8]) -> Result<Transfer, Transf
         to: string(&body, "to_address")?.ok_or(TransferError::InvalidField("to_address", "is required"))?,
         amount_rtc: number(&body, "amount_rtc")?.ok_or(TransferError::InvalidField("amount_rtc", "is required"))?,
         fee_rtc: number(&body, "fee_rtc")?.unwrap_or(0.0),
+        signed_fee: None,
         nonce,
         memo: string(&body, "memo")?.unwrap_or(""),
         chain_id: string(&body, "chain_id")?,
@@ -262,7 +269,7 @@ fn check(spec: &ChainSpec, f: &Fields<'_>, public_key: [u8; 32], signature: [u8;
         return Err(TransferError::InvalidField("memo", "is longer than 512 characters"));
     }
     match f.chain_id {
-        Some(got) if got != spec.network_id => {
+        Some(got) if got != spec.network_id && !spec.chain_id_aliases.iter().any(|a| a == got) => {
             return Err(TransferError::WrongChain { expected: spec.network_id.clone(), got: got.to_owned() });
         }
         None if !spec.transfers_without_chain_id => return Err(TransferError::ChainIdRequired(spec.network_id.clone())),
@@ -272,7 +279,15 @@ fn check(spec: &ChainSpec, f: &Fields<'_>, public_key: [u8; 32], signature: [u8;
     if derived != f.from {
         return Err(TransferError::AddressMismatch { derived, claimed: f.from.to_owned() });
     }
-    let message = signed_message(f.amount_rtc, f.fee_rtc, f.from, f.to, f.memo, f.nonce, f.chain_id);
+    // The message as the spec's wallets sign it (with "fee"), else the legacy form without it.
+    let with_fee = |fee: bool| signed_message(f.amount_rtc, fee.then_some(f.fee_rtc), f.from, f.to, f.memo, f.nonce, f.chain_id);
+    let message = match f.signed_fee {
+        Some(fee) => with_fee(fee),
+        None => {
+            let current = with_fee(true);
+            if crypto::verify(&public_key, current.as_bytes(), &signature).is_ok() { current } else { with_fee(false) }
+        }
+    };
     crypto::verify(&public_key, message.as_bytes(), &signature).map_err(TransferError::InvalidSignature)?;
     Ok(Transfer {
         from_address: f.from.to_owned(),
@@ -324,7 +339,8 @@ impl SignedTransfer {
             from: string(&m, "from")?.ok_or(TransferError::InvalidField("from", "is required"))?,
             to: string(&m, "to")?.ok_or(TransferError::InvalidField("to", "is required"))?,
             amount_rtc: number(&m, "amount")?.ok_or(TransferError::InvalidField("amount", "is required"))?,
-            fee_rtc: number(&m, "fee")?.ok_or(TransferError::InvalidField("fee", "is required"))?,
+            fee_rtc: number(&m, "fee")?.unwrap_or(0.0),
+            signed_fee: Some(m.get("fee").is_some()),
             nonce,
             memo: string(&m, "memo")?.ok_or(TransferError::InvalidField("memo", "is required"))?,
             chain_id: string(&m, "chain_id")?,
@@ -426,7 +442,7 @@ impl TransferOrder {
     pub fn sign(&self, key: &Keypair) -> serde_json::Value {
         let from = key.address();
         let message =
-            signed_message(self.amount_rtc, 0.0, &from, &self.to_address, &self.memo, self.nonce, self.chain_id.as_deref());
+            signed_message(self.amount_rtc, Some(0.0), &from, &self.to_address, &self.memo, self.nonce, self.chain_id.as_deref());
         let mut body = serde_json::json!({
             "from_address": from,
             "to_address": self.to_address,
@@ -512,7 +528,7 @@ mod tests {
         let mut body = order().sign(&key());
         // A wallet that sends `1` instead of `1.0` still signed "amount":1.0 (Python's float()).
         body["amount_rtc"] = 2.into();
-        let msg = signed_message(2.0, 0.0, &key().address(), &order().to_address, "rent", 7, None);
+        let msg = signed_message(2.0, Some(0.0), &key().address(), &order().to_address, "rent", 7, None);
         assert!(msg.contains("\"amount\":2.0"));
         body["signature"] = hex::encode(key().sign(msg.as_bytes())).into();
         assert_eq!(parse_json(&body).unwrap().amount_i64, 2_000_000);
@@ -531,7 +547,7 @@ mod tests {
         // The sender's own address upper-cased, signed as such by its key: refused by name, not
         // taken for another account (nor reported as some other key's address).
         let from = format!("RTC{}", key().address()[3..].to_uppercase());
-        let message = signed_message(1.5, 0.0, &from, &order().to_address, "rent", 7, None);
+        let message = signed_message(1.5, Some(0.0), &from, &order().to_address, "rent", 7, None);
         let mut body = order().sign(&key());
         body["from_address"] = from.clone().into();
         body["signature"] = hex::encode(key().sign(message.as_bytes())).into();
@@ -686,6 +702,37 @@ mod tests {
         assert_eq!(parse_transfer(&devnet, &serde_json::to_vec(&o.sign(&key())).unwrap()).unwrap_err().code(), "WRONG_CHAIN_ID");
         o.chain_id = Some("devnet".into());
         assert!(parse_transfer(&devnet, &serde_json::to_vec(&o.sign(&key())).unwrap()).is_ok());
+    }
+
+    /// The reference wallet CLI (`tools/rustchain_wallet_cli.py`) signs `json.dumps({from, to,
+    /// amount, memo, nonce: str, chain_id}, sort_keys=True, separators=(",", ":"))`: no `"fee"`,
+    /// and chain id `rustchain-mainnet-v2`. The reference node accepts it; so does mainnet here,
+    /// with the transaction hash over the bytes that were signed. No other network takes it.
+    #[test]
+    fn the_reference_wallet_clis_transfer_is_valid_on_mainnet() {
+        let from = key().address();
+        let to = "RTCabababababababababababababababababababab";
+        let message = format!(r#"{{"amount":1.5,"chain_id":"rustchain-mainnet-v2","from":"{from}","memo":"rent","nonce":"1700000000","to":"{to}"}}"#);
+        let signature = key().sign(message.as_bytes());
+        let body = serde_json::json!({
+            "from_address": from, "to_address": to, "amount_rtc": 1.5, "nonce": 1700000000i64, "memo": "rent",
+            "public_key": hex::encode(key().public()), "signature": hex::encode(signature), "chain_id": "rustchain-mainnet-v2",
+        });
+        let t = parse_json(&body).unwrap();
+        assert_eq!(t.message, message);
+        assert_eq!(t.tx_hash(), tx_hash(message.as_bytes(), &signature));
+        let record = TransferRecord::accept(&spec(), &Keypair::from_seed(&[5; 32]), &t, 10);
+        assert_eq!(record.verify(&spec()).unwrap(), t, "a peer verifies the legacy message too");
+        let devnet = ChainSpec::builtin("devnet").unwrap();
+        assert_eq!(parse_transfer(&devnet, &serde_json::to_vec(&body).unwrap()).unwrap_err().code(), "WRONG_CHAIN_ID");
+        // Signed without "fee" but a fee claimed in the body: the fee rule still refuses it, and a
+        // message that says "fee" must be the one signed.
+        let mut with_fee = body.clone();
+        with_fee["fee_rtc"] = 0.5.into();
+        assert_eq!(parse_json(&with_fee).unwrap_err().code(), "FEE_NOT_SUPPORTED");
+        let mut tampered = body;
+        tampered["amount_rtc"] = 2.5.into();
+        assert_eq!(parse_json(&tampered).unwrap_err().code(), "INVALID_SIGNATURE");
     }
 
     #[test]
