@@ -68,7 +68,7 @@ declare -A decoder=(
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\""
 build() { # crate test [--release] -> path of the test binary
     cargo test --locked --target "$host" -p "$1" --test "$2" ${3:-} --no-run --message-format=json 2>"$work/build-$2.log" |
-        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1
+        sed -n 's/.*"executable":"\([^"]*\/deps\/'"$2"'-[^"]*\)".*/\1/p' | tail -1
 }
 # The protocol harness in release. The node harness in the test profile: what it fuzzes runs in
 # dependencies (ciborium, serde_json), which that profile already optimizes (opt-level 2), and a
@@ -83,45 +83,45 @@ for t in rustchain-protocol:fuzz_decoders:--release rustchain-node:fuzz_node_dec
 done
 
 : >"$work/jobs"
-for bin in "${bins[@]}"; do
-    "$bin" --list --format terse | sed -n 's/: test$//p' | grep -E -- "$only" | while read -r name; do
-        echo "$bin $name" >>"$work/jobs"
+for i in "${!bins[@]}"; do # one line per test: key (unique: two harnesses share test names), binary, name
+    "${bins[$i]}" --list --format terse | sed -n 's/: test$//p' | grep -E -- "$only" | while read -r name; do
+        echo "$i-$name ${bins[$i]} $name" >>"$work/jobs"
     done
 done
 
-run_one() { # bin name -> writes $work/result.<name>: name status panics seconds
-    local bin=$1 name=$2 start end status panics
+run_one() { # key bin name -> writes $work/result.<key>: name status panics seconds
+    local key=$1 bin=$2 name=$3 start end status panics
     start=$(date +%s.%N)
-    if FUZZ_CASES=$cases "$bin" --exact "$name" --test-threads 1 >"$work/out.$name" 2>&1; then status=ok; else status=FAILED; fi
+    if FUZZ_CASES=$cases "$bin" --exact "$name" --test-threads 1 >"$work/out.$key" 2>&1; then status=ok; else status=FAILED; fi
     end=$(date +%s.%N)
-    panics=$(grep -c 'panicked' "$work/out.$name" || true)
-    echo "$name $status $panics $(awk "BEGIN{print $end - $start}")" >"$work/result.$name"
+    panics=$(grep -c 'panicked' "$work/out.$key" || true)
+    echo "$name $status $panics $(awk "BEGIN{print $end - $start}")" >"$work/result.$key"
     echo "  $name: $status"
 }
 export -f run_one
 export work cases
 echo "running $(wc -l <"$work/jobs") proptest targets, $cases cases each, $jobs at a time..."
 start_all=$(date +%s)
-xargs -P "$jobs" -L 1 bash -c 'run_one "$0" "$1"' <"$work/jobs"
+xargs -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" "$2"' <"$work/jobs"
 proptest_seconds=$(($(date +%s) - start_all))
 
 failed=0
-printf '\n%-48s %-38s %10s %7s %9s\n' decoder target cases panics seconds
-while read -r bin name; do
-    read -r _ status panics secs <"$work/result.$name"
+printf '\n%-48s %-52s %10s %7s %9s\n' decoder target cases panics seconds
+while read -r key _ name; do
+    read -r _ status panics secs <"$work/result.$key"
     n=$cases
     [ -n "${decoder[$name]:-}" ] || n="(fixed)"
     if [ "$status" != ok ]; then
         failed=1
         [ "$panics" -gt 0 ] || panics="0 (property failed)"
     fi
-    printf '%-48s %-38s %10s %7s %9.1f\n' "${decoder[$name]:-fixed check}" "$name" "$n" "$panics" "$secs"
+    printf '%-48s %-52s %10s %7s %9.1f\n' "${decoder[$name]:-fixed check}" "$name" "$n" "$panics" "$secs"
 done <"$work/jobs"
 echo "proptest harness: $proptest_seconds s wall clock"
-for f in "$work"/result.*; do
-    read -r name status _ <"$f"
-    if [ "$status" != ok ]; then echo; echo "=== $name FAILED ==="; tail -40 "$work/out.$name"; fi
-done
+while read -r key _ name; do
+    read -r _ status _ <"$work/result.$key"
+    if [ "$status" != ok ]; then echo; echo "=== $name FAILED ==="; tail -40 "$work/out.$key"; fi
+done <"$work/jobs"
 
 # --- 2. libFuzzer (coverage-guided) ------------------------------------------------------------
 if [ "${FUZZ_LIBFUZZER:-1}" = 0 ]; then
