@@ -1,32 +1,37 @@
-//! Fuzzing, proptest style, of every decoder that takes bytes from outside: the `/attest/submit`
-//! body (`parse_submission`), the `/wallet/transfer/signed` body (`parse_transfer`), canonical JSON and its re-encoding, attestation records and
-//! settlements in CBOR (what peers send), and chain spec TOML. Each target feeds arbitrary bytes
-//! and structure-aware mutations of valid inputs, and checks that nothing panics and that what
-//! decodes round-trips.
+//! Fuzzing, proptest style, of every protocol decoder that takes bytes from outside:
+//! - HTTP bodies: `/attest/submit` (`parse_submission`), `/wallet/transfer/signed`
+//!   (`parse_transfer`), and the JSON objects of `/attest/challenge`, `/epoch/enroll` and
+//!   `/admin/settle-epoch` (canonical JSON, then their fields as the handlers read them);
+//! - canonical JSON and its re-encoding;
+//! - peer messages: gossip announcements and votes, sync requests and responses (with ciborium and
+//!   with cbor4ii, which libp2p's request-response codec uses), attestation and transfer records,
+//!   settlements and certificates in CBOR (also what the database holds);
+//! - chain spec TOML.
+//! Each target feeds arbitrary bytes and structure-aware mutations of valid inputs, and checks that
+//! nothing panics, that what decodes round-trips and respects the limits, and that nothing forged
+//! verifies. Node-only decoders (database rows, the anchor chain's answers) are fuzzed in
+//! node/tests/fuzz_node_decoders.rs.
 //!
-//! Cases per target: `FUZZ_CASES` (default 256, so CI stays fast). A long session:
-//! `FUZZ_CASES=200000 cargo test --release -p rustchain-protocol --test fuzz_decoders`.
+//! Cases per target: `FUZZ_CASES` (default 256, so CI stays fast). The full session (1,000,000
+//! cases per target, with a table) is `scripts/fuzz.sh`; docs/SECURITY.md "Fuzzing" has the counts.
 //! Regressions found by fuzzing live at the bottom of this file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use protocol::attestation::{self, AttestationRecord, Receipt, sign_request};
 use protocol::canonical_json;
+use protocol::consensus::{EpochCertificate, ValidatorKey, Vote};
 use protocol::crypto::Keypair;
 use protocol::settlement::{self, Settlement};
-use protocol::transfer::{self, TransferOrder};
+use protocol::transfer::{self, TransferOrder, TransferRecord};
+use protocol::wire::{self, Id, InvAttestation, InvEpoch, Request, Response};
 use protocol::ChainSpec;
 use serde_json::json;
 
-fn cases() -> u32 {
-    std::env::var("FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
-}
-
-fn config() -> Config {
-    Config { cases: cases(), failure_persistence: None, ..Config::default() }
-}
+mod fuzz_support;
+use fuzz_support::{apply, byte_edit, config, json_value};
 
 // ---------------------------------------------------------------------------------------------
 // Seeds: valid inputs that mutations start from.
@@ -88,85 +93,6 @@ fn seed_transfer() -> serde_json::Value {
         chain_id: Some("devnet".into()),
     };
     order.sign(&miner_key())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Mutations.
-
-#[derive(Clone, Debug)]
-enum ByteEdit {
-    Flip(usize, u8),
-    Set(usize, u8),
-    Insert(usize, Vec<u8>),
-    Remove(usize, usize),
-    Duplicate(usize, usize, usize),
-    Truncate(usize),
-}
-
-fn byte_edit() -> impl Strategy<Value = ByteEdit> {
-    prop_oneof![
-        (any::<usize>(), 1u8..=255).prop_map(|(i, m)| ByteEdit::Flip(i, m)),
-        (any::<usize>(), prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), Just(b'{'), Just(b']'), Just(0xff), Just(0x00)])
-            .prop_map(|(i, b)| ByteEdit::Set(i, b)),
-        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16)).prop_map(|(i, v)| ByteEdit::Insert(i, v)),
-        (any::<usize>(), 1usize..64).prop_map(|(i, n)| ByteEdit::Remove(i, n)),
-        (any::<usize>(), 1usize..64, any::<usize>()).prop_map(|(i, n, at)| ByteEdit::Duplicate(i, n, at)),
-        any::<usize>().prop_map(ByteEdit::Truncate),
-    ]
-}
-
-fn apply(mut bytes: Vec<u8>, edits: &[ByteEdit]) -> Vec<u8> {
-    for e in edits {
-        let len = bytes.len();
-        if len == 0 {
-            bytes.push(b'{');
-            continue;
-        }
-        match e {
-            ByteEdit::Flip(i, m) => bytes[i % len] ^= m,
-            ByteEdit::Set(i, b) => bytes[i % len] = *b,
-            ByteEdit::Insert(i, v) => {
-                let at = i % (len + 1);
-                bytes.splice(at..at, v.iter().copied());
-            }
-            ByteEdit::Remove(i, n) => {
-                let at = i % len;
-                let end = (at + n).min(len);
-                bytes.drain(at..end);
-            }
-            ByteEdit::Duplicate(i, n, to) => {
-                let at = i % len;
-                let chunk: Vec<u8> = bytes[at..(at + n).min(len)].to_vec();
-                let to = to % (len + 1);
-                bytes.splice(to..to, chunk);
-            }
-            ByteEdit::Truncate(i) => bytes.truncate(i % len),
-        }
-    }
-    bytes
-}
-
-/// Arbitrary JSON values, including the awkward ones: big and negative integers, floats of
-/// arbitrary bit patterns, non-ASCII and control characters, deep nesting.
-fn json_value() -> impl Strategy<Value = serde_json::Value> {
-    let leaf = prop_oneof![
-        Just(serde_json::Value::Null),
-        any::<bool>().prop_map(serde_json::Value::Bool),
-        any::<i64>().prop_map(|i| json!(i)),
-        any::<u64>().prop_map(|i| json!(i)),
-        any::<f64>().prop_filter_map("finite", |f| f.is_finite().then(|| json!(f))),
-        prop_oneof![Just(0.0f64), Just(-0.0), Just(1e16), Just(1e-5), Just(0.0001), Just(f64::MIN_POSITIVE), Just(f64::MAX), Just(5e-324)]
-            .prop_map(|f| json!(f)),
-        ".{0,12}".prop_map(serde_json::Value::String),
-        "[\\x00-\\x1f\"\\\\\u{80}-\u{10ffff}]{0,6}".prop_map(serde_json::Value::String),
-    ];
-    leaf.prop_recursive(6, 48, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
-            prop::collection::btree_map(".{0,8}", inner, 0..6)
-                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-        ]
-    })
 }
 
 /// Paths into the seed request that the rules read, plus arbitrary new keys.
@@ -457,6 +383,331 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Peer-to-peer messages: gossip announcements and votes (ciborium, `wire::*::decode`), sync
+// requests and responses (libp2p's request-response codec decodes them with cbor4ii; the
+// `wire::Request/Response::decode` functions use ciborium), transfer records, certificates.
+
+fn devnet() -> ChainSpec {
+    ChainSpec::builtin("devnet").unwrap()
+}
+
+fn validator_key() -> Keypair {
+    Keypair::from_seed(&[9; 32])
+}
+
+fn validators() -> BTreeSet<ValidatorKey> {
+    static KEYS: LazyLock<BTreeSet<ValidatorKey>> =
+        LazyLock::new(|| [validator_key().public(), Keypair::from_seed(&[10; 32]).public()].into());
+    KEYS.clone()
+}
+
+fn seed_transfer_record() -> TransferRecord {
+    let spec = devnet();
+    let t = transfer::parse_transfer(&spec, &serde_json::to_vec(&seed_transfer()).unwrap()).unwrap();
+    TransferRecord::accept(&spec, &Keypair::from_seed(&[7; 32]), &t, 1234)
+}
+
+fn seed_votes() -> Vec<Vote> {
+    let hash = seed_settlement().hash();
+    [validator_key(), Keypair::from_seed(&[10; 32])].iter().map(|k| Vote::sign(&devnet(), k, 77, 0, hash, [4; 32])).collect()
+}
+
+fn seed_certificate() -> EpochCertificate {
+    EpochCertificate { epoch: 77, round: 0, settlement_hash: seed_settlement().hash(), votes: seed_votes() }
+}
+
+fn seed_requests() -> Vec<Request> {
+    vec![
+        Request::GetAttestations { ids: vec![Id([5; 32]), Id([6; 32])] },
+        Request::GetEpoch { epoch: 3 },
+        Request::EpochDigest { epoch: 4 },
+        Request::BucketIds { epoch: 4, buckets: vec![1, 4095] },
+        Request::SyncPage { from_epoch: 1, to_epoch: 2, after: Some((1, Id([6; 32]))), limit: 10 },
+    ]
+}
+
+fn seed_responses() -> Vec<Response> {
+    vec![
+        Response::Attestations { records: vec![seed_record()], transfers: vec![seed_transfer_record()] },
+        Response::Epoch { settlement: Some(seed_settlement()), certificate: Some(seed_certificate()) },
+        Response::Page { ids: vec![(1, Id([1; 32])), (2, Id([2; 32]))], next: Some((2, Id([2; 32]))) },
+        Response::Digest { epoch: 9, buckets: [(1u16, Id([1; 32])), (4095, Id([2; 32]))].into(), records: 2 },
+        Response::Error { code: "BUSY".into() },
+    ]
+}
+
+fn seed_gossip() -> &'static [Vec<u8>] {
+    static SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| vec![
+        InvAttestation { ids: vec![Id([1; 32]), Id([2; 32])] }.encode(),
+        InvEpoch { epoch: 9, settlement_hash: Id([3; 32]), registry_digest: Id([4; 32]), records: 2 }.encode(),
+        wire::encode_vote(&seed_votes()[0]),
+    ]);
+    &SEEDS
+}
+
+/// A seed picked by index, in either of the two CBOR encoders nodes use (made once: the
+/// mutation targets would otherwise spend most of their time signing seeds).
+fn seed_sync(requests: bool, i: usize, cbor4ii: bool) -> Vec<u8> {
+    static SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
+        (0..20).map(|k| make_seed_sync(k & 1 == 1, (k >> 2) % 5, k & 2 == 2)).collect()
+    });
+    SEEDS[(i % 5) << 2 | (cbor4ii as usize) << 1 | requests as usize].clone()
+}
+
+fn make_seed_sync(requests: bool, i: usize, cbor4ii: bool) -> Vec<u8> {
+    fn enc<T: serde::Serialize>(v: &T, cbor4ii: bool) -> Vec<u8> {
+        if cbor4ii {
+            cbor4ii::serde::to_vec(Vec::new(), v).unwrap()
+        } else {
+            let mut out = Vec::new();
+            ciborium::into_writer(v, &mut out).unwrap();
+            out
+        }
+    }
+    if requests {
+        let r = seed_requests();
+        enc(&r[i % r.len()], cbor4ii)
+    } else {
+        let r = seed_responses();
+        enc(&r[i % r.len()], cbor4ii)
+    }
+}
+
+fn c4_decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    cbor4ii::serde::from_slice(bytes).ok()
+}
+
+fn c4_encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    cbor4ii::serde::to_vec(Vec::new(), v).unwrap()
+}
+
+/// Gossip and votes: what decodes respects the limits, round-trips, and verifies without panic.
+fn check_gossip(bytes: &[u8]) -> Result<(), TestCaseError> {
+    if let Ok(inv) = InvAttestation::decode(bytes) {
+        prop_assert!(bytes.len() <= wire::MAX_GOSSIP_BYTES);
+        prop_assert!((1..=wire::MAX_IDS_PER_MESSAGE).contains(&inv.ids.len()), "{} ids", inv.ids.len());
+        prop_assert_eq!(InvAttestation::decode(&inv.encode()), Ok(inv));
+    }
+    if let Ok(e) = InvEpoch::decode(bytes) {
+        prop_assert!(bytes.len() <= wire::MAX_GOSSIP_BYTES);
+        prop_assert_eq!(InvEpoch::decode(&e.encode()), Ok(e));
+    }
+    if let Ok(v) = wire::decode_vote(bytes) {
+        prop_assert!(bytes.len() <= 1024);
+        prop_assert_eq!(wire::decode_vote(&wire::encode_vote(&v)), Ok(v.clone()));
+        if v.verify(&devnet(), &validators()).is_ok() {
+            // Only what a validator signed verifies: the seed votes' fields, unchanged.
+            prop_assert!(seed_votes().contains(&v), "a vote nobody signed verifies: {v:?}");
+        }
+    }
+    Ok(())
+}
+
+/// What a node does with a decoded sync answer's contents: verify each record and certificate.
+fn verify_response(r: &Response) -> Result<(), TestCaseError> {
+    let spec = devnet();
+    match r {
+        Response::Attestations { records, transfers } => {
+            for rec in records {
+                let _ = (rec.verify(&spec), rec.id());
+            }
+            for t in transfers {
+                if t.verify(&spec).is_ok() {
+                    prop_assert_eq!(t, &seed_transfer_record(), "a transfer record nobody signed verifies");
+                }
+                let _ = t.id();
+            }
+        }
+        Response::Epoch { settlement, certificate } => {
+            if let Some(s) = settlement {
+                let _ = (s.hash(), s.to_json());
+            }
+            if let Some(c) = certificate {
+                if c.verify(&spec, &validators()).is_ok() {
+                    prop_assert_eq!(c.settlement_hash, seed_settlement().hash(), "a certificate nobody signed verifies");
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Sync requests and responses, through both decoders: what decodes round-trips (through the
+/// encoder of the same library), the two libraries agree when both decode, and the limits hold.
+fn check_sync(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let by_ciborium = Request::decode(bytes).ok();
+    if let Some(r) = &by_ciborium {
+        prop_assert!(bytes.len() <= wire::MAX_REQUEST_BYTES);
+        if let Request::GetAttestations { ids } = r {
+            prop_assert!(ids.len() <= wire::MAX_IDS_PER_MESSAGE);
+        }
+        prop_assert_eq!(Request::decode(&r.encode()).ok(), Some(r.clone()));
+    }
+    let by_cbor4ii = c4_decode::<Request>(bytes);
+    if let Some(r) = &by_cbor4ii {
+        prop_assert_eq!(c4_decode::<Request>(&c4_encode(r)), Some(r.clone()));
+    }
+    if let (Some(a), Some(b)) = (&by_ciborium, &by_cbor4ii) {
+        prop_assert_eq!(a, b, "ciborium and cbor4ii read one request differently");
+    }
+    let by_ciborium = Response::decode(bytes).ok();
+    if let Some(r) = &by_ciborium {
+        prop_assert_eq!(Response::decode(&r.encode()).ok(), Some(r.clone()));
+        verify_response(r)?;
+    }
+    let by_cbor4ii = c4_decode::<Response>(bytes);
+    if let Some(r) = &by_cbor4ii {
+        prop_assert_eq!(c4_decode::<Response>(&c4_encode(r)), Some(r.clone()));
+        verify_response(r)?;
+    }
+    if let (Some(a), Some(b)) = (&by_ciborium, &by_cbor4ii) {
+        prop_assert_eq!(a, b, "ciborium and cbor4ii read one response differently");
+    }
+    Ok(())
+}
+
+/// Transfer records (gossiped in `Attestations` answers and stored) and certificates (in `Epoch`
+/// answers and stored, read with ciborium).
+fn check_transfer_record(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let spec = devnet();
+    if let Ok(rec) = TransferRecord::from_cbor(bytes) {
+        let _ = rec.id();
+        if let Ok(t) = rec.verify(&spec) {
+            prop_assert_eq!(&t.signed(), &rec.transfer);
+            prop_assert!(t.amount_i64 >= 1 && t.amount_i64 as u64 <= spec.total_supply_urtc);
+        }
+        let back = TransferRecord::from_cbor(&rec.to_cbor());
+        prop_assert!(back.is_ok_and(|b| b == rec), "decoded transfer record does not round-trip");
+    }
+    if let Ok(c) = ciborium::from_reader::<EpochCertificate, _>(bytes) {
+        if c.verify(&spec, &validators()).is_ok() {
+            prop_assert_eq!(c.settlement_hash, seed_settlement().hash(), "a certificate nobody signed verifies");
+        }
+        let mut out = Vec::new();
+        ciborium::into_writer(&c, &mut out).unwrap();
+        prop_assert_eq!(ciborium::from_reader::<EpochCertificate, _>(&out[..]).ok(), Some(c));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP bodies of `/attest/challenge`, `/epoch/enroll` and `/admin/settle-epoch`: a JSON object
+// read with `canonical_json::parse` (node/src/api.rs `json_object`), then fields read as the
+// handlers read them. (`/attest/submit` and `/wallet/transfer/signed` are the targets above.)
+
+const ENROLL_EPOCH: u64 = 77;
+
+fn seed_enroll() -> serde_json::Value {
+    let key = miner_key();
+    let (wallet, miner_id) = ("wallet-fuzz", "fuzz-box");
+    let sig = key.sign(format!("{wallet}|{miner_id}|{ENROLL_EPOCH}").as_bytes());
+    json!({"miner_pubkey": wallet, "miner_id": miner_id, "signature": hex::encode(sig),
+           "public_key": hex::encode(key.public()), "epoch": 5})
+}
+
+const ENROLL_FIELDS: &[&str] = &["miner_pubkey", "miner_id", "signature", "public_key", "epoch", "extra"];
+
+fn check_http_object(bytes: &[u8]) -> Result<(), TestCaseError> {
+    use canonical_json::Value;
+    let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        match canonical_json::parse(bytes) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return Ok(()),
+        }
+    };
+    // /attest/challenge
+    if let Some(Value::Str(s)) = body.get("miner_id") {
+        if attestation::valid_miner_id(s) {
+            prop_assert!((1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
+        }
+    }
+    // /admin/settle-epoch
+    let _ = body.get("epoch").and_then(Value::as_i64).and_then(|e| u64::try_from(e).ok());
+    // /epoch/enroll
+    let field = |k: &str| body.get(k).and_then(Value::as_str);
+    if let (Some(wallet), Some(miner_id), Some(sig), Some(pk)) =
+        (field("miner_pubkey"), field("miner_id"), field("signature"), field("public_key"))
+    {
+        let sig = protocol::crypto::decode_hex::<64>("signature", sig);
+        let pk = protocol::crypto::decode_hex::<32>("public_key", pk);
+        if let (Ok(sig), Ok(pk)) = (sig, pk) {
+            let msg = format!("{wallet}|{miner_id}|{ENROLL_EPOCH}");
+            if protocol::crypto::verify(&pk, msg.as_bytes(), &sig).is_ok() {
+                prop_assert_eq!((wallet, miner_id, pk), ("wallet-fuzz", "fuzz-box", miner_key().public()), "forged enrollment verifies");
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn gossip_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
+        check_gossip(&bytes)?;
+    }
+
+    #[test]
+    fn gossip_mutations(which in 0usize..3, edits in prop::collection::vec(byte_edit(), 1..6)) {
+        check_gossip(&apply(seed_gossip()[which].clone(), &edits))?;
+    }
+
+    #[test]
+    fn sync_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
+        check_sync(&bytes)?;
+    }
+
+    #[test]
+    fn sync_mutations(requests in any::<bool>(), which in 0usize..5, cbor4ii in any::<bool>(), edits in prop::collection::vec(byte_edit(), 1..6)) {
+        check_sync(&apply(seed_sync(requests, which, cbor4ii), &edits))?;
+    }
+
+    #[test]
+    fn transfer_record_cbor_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
+        check_transfer_record(&bytes)?;
+    }
+
+    #[test]
+    fn transfer_record_cbor_mutations(cert in any::<bool>(), edits in prop::collection::vec(byte_edit(), 1..6)) {
+        static SEEDS: LazyLock<[Vec<u8>; 2]> = LazyLock::new(|| {
+            let mut out = Vec::new();
+            ciborium::into_writer(&seed_certificate(), &mut out).unwrap();
+            [seed_transfer_record().to_cbor(), out]
+        });
+        check_transfer_record(&apply(SEEDS[cert as usize].clone(), &edits))?;
+    }
+
+    #[test]
+    fn http_object_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        check_http_object(&bytes)?;
+    }
+
+    #[test]
+    fn http_object_mutations(edits in prop::collection::vec(byte_edit(), 1..6)) {
+        static SEED: LazyLock<Vec<u8>> = LazyLock::new(|| serde_json::to_vec(&seed_enroll()).unwrap());
+        check_http_object(&apply(SEED.clone(), &edits))?;
+    }
+
+    #[test]
+    fn http_object_field_mutations(edits in prop::collection::vec((0..ENROLL_FIELDS.len(), prop::option::weighted(0.85, json_value())), 1..4)) {
+        static SEED: LazyLock<serde_json::Value> = LazyLock::new(seed_enroll);
+        let mut body = SEED.clone();
+        for (i, v) in edits {
+            let obj = body.as_object_mut().unwrap();
+            match v {
+                Some(v) => obj.insert(ENROLL_FIELDS[i].to_string(), v),
+                None => obj.remove(ENROLL_FIELDS[i]),
+            };
+        }
+        check_http_object(&serde_json::to_vec(&body).unwrap())?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Seeds are valid (so the mutation targets start from something the decoders accept).
 
 #[test]
@@ -467,6 +718,51 @@ fn seeds_are_valid() {
     seed_record().verify(&spec).unwrap();
     assert_eq!(Settlement::from_cbor(&seed_settlement().canonical_bytes()).unwrap(), seed_settlement());
     transfer::parse_transfer(&spec, &serde_json::to_vec(&seed_transfer()).unwrap()).unwrap();
+    seed_transfer_record().verify(&spec).unwrap();
+    seed_certificate().verify(&spec, &validators()).unwrap();
+    for (i, bytes) in seed_gossip().iter().enumerate() {
+        let decoded = [InvAttestation::decode(bytes).is_ok(), InvEpoch::decode(bytes).is_ok(), wire::decode_vote(bytes).is_ok()];
+        assert!(decoded[i], "gossip seed {i}");
+    }
+    for i in 0..5 {
+        for c4 in [false, true] {
+            assert_eq!(c4_decode::<Request>(&seed_sync(true, i, c4)).as_ref(), Some(&seed_requests()[i]));
+            assert_eq!(Request::decode(&seed_sync(true, i, c4)).as_ref(), Ok(&seed_requests()[i]));
+            assert_eq!(c4_decode::<Response>(&seed_sync(false, i, c4)).as_ref(), Some(&seed_responses()[i]));
+            assert_eq!(Response::decode(&seed_sync(false, i, c4)).as_ref(), Ok(&seed_responses()[i]));
+        }
+    }
+    let enroll = serde_json::to_vec(&seed_enroll()).unwrap();
+    let body = canonical_json::parse(&enroll).unwrap();
+    let sig = protocol::crypto::decode_hex::<64>("signature", body.get("signature").unwrap().as_str().unwrap()).unwrap();
+    protocol::crypto::verify(&miner_key().public(), format!("wallet-fuzz|fuzz-box|{ENROLL_EPOCH}").as_bytes(), &sig).unwrap();
+}
+
+/// The starting corpus of the libFuzzer targets (fuzz/), written when `FUZZ_SEED_DIR` is set
+/// (scripts/fuzz.sh does): one directory per target, one valid input per file.
+#[test]
+fn write_libfuzzer_seeds() {
+    let Ok(dir) = std::env::var("FUZZ_SEED_DIR") else { return };
+    let mut seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("records", seed_record().to_cbor()),
+        ("records", seed_transfer_record().to_cbor()),
+        ("records", seed_settlement().canonical_bytes()),
+        ("json_bodies", signed_seed()),
+        ("json_bodies", serde_json::to_vec(&seed_transfer()).unwrap()),
+        ("json_bodies", serde_json::to_vec(&seed_enroll()).unwrap()),
+        ("chain_spec", devnet().to_toml().into_bytes()),
+    ];
+    seeds.extend(seed_gossip().iter().map(|b| ("wire", b.clone())));
+    for i in 0..5 {
+        for (requests, c4) in [(true, false), (true, true), (false, false), (false, true)] {
+            seeds.push(("wire", seed_sync(requests, i, c4)));
+        }
+    }
+    for (i, (target, bytes)) in seeds.iter().enumerate() {
+        let d = std::path::Path::new(&dir).join(target);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("seed-{i}")), bytes).unwrap();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
