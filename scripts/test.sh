@@ -32,6 +32,9 @@ banner() {
 host=$(rustc -vV | sed -n 's/^host: //p')
 target_dir=${CARGO_TARGET_DIR:-target}
 case $target_dir in /*) ;; *) target_dir=$PWD/$target_dir ;; esac
+# Tests that cannot run here (no root for a tmpfs, no python3) say so in this file (tests/common).
+skipped_file=$target_dir/tmp/SKIPPED.txt
+rm -f "$skipped_file"
 case $host in
     *-linux-gnu)
         export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\""
@@ -45,6 +48,9 @@ case $host in
         static_reason="this host ($host) is not *-linux-gnu, so the test build is not the static binary a FROM scratch image needs"
         ;;
 esac
+if [ -s "$skipped_file" ]; then
+    banner "TESTS SKIPPED (they could not run on this machine):" "$(cat "$skipped_file")"
+fi
 
 if [ "${RUSTCHAIN_TESTNET:-}" = 0 ] || { [ $# -gt 0 ] && [ "${RUSTCHAIN_TESTNET:-}" != 1 ]; }; then
     banner "TESTNETS SKIPPED: $([ "${RUSTCHAIN_TESTNET:-}" = 0 ] && echo "RUSTCHAIN_TESTNET=0" || echo "arguments were given (set RUSTCHAIN_TESTNET=1 to run them too)")"

@@ -170,6 +170,21 @@ async fn hostile_peer(
     answer: impl Fn(&Request) -> Response,
     secs: u64,
 ) -> bool {
+    hostile_peer_bursts(key, network, target, topic, 1, publish, answer, secs).await
+}
+
+/// [`hostile_peer`], publishing `burst` messages at each tick.
+#[allow(clippy::too_many_arguments)]
+async fn hostile_peer_bursts(
+    key: Keypair,
+    network: String,
+    target: libp2p::Multiaddr,
+    topic: String,
+    burst: usize,
+    publish: impl Fn(u64) -> Option<Vec<u8>>,
+    answer: impl Fn(&Request) -> Response,
+    secs: u64,
+) -> bool {
     let settings = SwarmSettings { network_id: network.clone(), role: Role::Relay, preset: GossipPreset::Tiny, max_peers: 8, heartbeat: Duration::from_millis(200) };
     let mut swarm = p2p::build_swarm(&key, &settings).unwrap();
     let topic = IdentTopic::new(topic);
@@ -191,10 +206,12 @@ async fn hostile_peer(
                 _ => {}
             },
             _ = tick.tick() => {
-                if let Some(message) = publish(i)
-                    && swarm.behaviour_mut().gossipsub.publish(topic.clone(), message).is_ok()
-                {
-                    i += 1;
+                for _ in 0..burst {
+                    if let Some(message) = publish(i)
+                        && swarm.behaviour_mut().gossipsub.publish(topic.clone(), message).is_ok()
+                    {
+                        i += 1;
+                    }
                 }
             }
             _ = tokio::time::sleep_until(deadline) => return false,
@@ -388,6 +405,36 @@ fn forged_or_mismatched_certificates_offered_by_peers_are_refused_counted_and_pu
         assert_ne!(s["status"], "certified", "{case}: applied: {s}");
     }
     assert!(node.log_text().contains("BAD CERTIFICATE"));
+}
+
+/// Issue 19: the gossip flood limiter. A peer that sends more than 200 messages a second (here
+/// harmless ones: announcements of an epoch far in the future, which cost no work and no other
+/// penalty) loses a point for each one over, and is banned after 100 of them.
+#[test]
+fn a_peer_flooding_gossip_is_penalised_and_banned() {
+    let dir = tempfile::tempdir().unwrap();
+    init_testnet(dir.path(), 1, 0);
+    let spec_path = dir.path().join("spec.toml");
+    let spec = protocol::ChainSpec::from_toml(&std::fs::read_to_string(&spec_path).unwrap()).unwrap();
+    let node = TestNode::start(&dir.path().join("node-0"), &["--spec", spec_path.to_str().unwrap(), "--gossip-preset", "tiny", "--gossip-heartbeat-ms", "200"]);
+    node.wait_until("/api/p2p/status", 30, "synced", |v| v["sync_status"] == "synced");
+    let target: libp2p::Multiaddr = node.multiaddr().parse().unwrap();
+    let net = spec.network_id.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let banned = rt.block_on(hostile_peer_bursts(
+        Keypair::from_seed(&[0xd1; 32]),
+        net.clone(),
+        target,
+        wire::epoch_topic(&net),
+        400,
+        |i| Some(wire::InvEpoch { epoch: u64::MAX / 2, settlement_hash: random_id(i, 7), registry_digest: random_id(i, 8), records: i }.encode()),
+        answer_nothing,
+        40,
+    ));
+    assert!(banned, "the flooding peer was never disconnected");
+    let peer = p2p::identity_of(&Keypair::from_seed(&[0xd1; 32])).public().to_peer_id().to_string();
+    assert_penalised_and_banned(&node, &peer, "gossip flood");
+    assert_eq!(node.get("/health").0, 200, "the node stayed up");
 }
 
 fn assert_penalised_and_banned(node: &TestNode, peer: &str, reason: &str) {

@@ -15,7 +15,7 @@ use protocol::attestation::{AttestationRecord, Receipt, parse_submission};
 use protocol::crypto::Keypair;
 use protocol::wire::{self, Id, InvAttestation, Request, Response};
 use rustchain_node::p2p::{self, BehaviourEvent, GossipPreset, Role, SwarmSettings};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const MESH_FLAGS: [&str; 4] = ["--gossip-preset", "tiny", "--gossip-heartbeat-ms", "200"];
 
@@ -35,9 +35,11 @@ fn start_mesh(dir: &std::path::Path, n: usize) -> Vec<TestNode> {
     nodes
 }
 
-fn attest(node: &TestNode, m: &Miner) {
+/// Submit `m`'s attestation to `node`; the id of the record it stored.
+fn attest(node: &TestNode, m: &Miner) -> String {
     let (s, v) = node.post("/attest/submit", &m.body(&node.challenge(None)));
     assert_eq!(s, 200, "{v}");
+    v["record_id"].as_str().expect("record_id").to_owned()
 }
 
 fn attestations(node: &TestNode) -> u64 {
@@ -57,16 +59,18 @@ fn attestations_reach_every_node_and_late_or_restarted_nodes_catch_up() {
     let miners: Vec<Miner> = (0..20u8).map(|i| Miner::new(10 + i, &format!("mesh-{i}"), "G4", "")).collect();
 
     // Attestations submitted to different nodes appear everywhere.
+    let mut ids: Vec<String> = Vec::new();
     for (i, m) in miners[..10].iter().enumerate() {
-        attest(&nodes[i % 5], m);
+        ids.push(attest(&nodes[i % 5], m));
     }
     wait_all_have(&nodes, 10, "gossip relay");
 
     // Replays across nodes do not double-enroll: the same signed payload sent to another node is
     // refused there (that node never issued its nonce), and relaying it again stores nothing new.
     let replayed = miners[0].body(&nodes[0].challenge(None));
-    let (s, _) = nodes[0].post("/attest/submit", &replayed);
+    let (s, v) = nodes[0].post("/attest/submit", &replayed);
     assert_eq!(s, 200);
+    ids.push(v["record_id"].as_str().unwrap().to_owned());
     let (s, v) = nodes[3].post("/attest/submit", &replayed);
     assert_eq!((s, v["code"].as_str()), (409, Some("CHALLENGE_INVALID")), "{v}");
     wait_all_have(&nodes, 11, "relay of the second attestation");
@@ -75,7 +79,15 @@ fn attestations_reach_every_node_and_late_or_restarted_nodes_catch_up() {
         assert!(e["enrolled_miners"].as_u64() <= Some(10), "one wallet enrolls once per epoch: {e}");
     }
 
-    // Every node holds the same record set for the epoch (same registry digest).
+    // Every node holds the same record set: each record that was acknowledged, and no other.
+    for n in &nodes {
+        assert_eq!(attestations(n), ids.len() as u64, "node {} holds another number of records", n.url);
+        for id in &ids {
+            let (s, v) = n.get(&format!("/api/attestation/{id}"));
+            assert_eq!(s, 200, "node {} lacks record {id}: {v}", n.url);
+        }
+    }
+    // The primary knows its peers for what they are.
     let status = nodes[0].get("/api/p2p/status").1;
     assert_eq!(status["role"], json!("primary"));
     assert!(status["peers"].as_array().unwrap().iter().all(|p| p["agent"].as_str().is_some_and(|a| a.starts_with("rustchain/"))));
@@ -212,7 +224,7 @@ fn a_hostile_peer_is_banned_and_honest_nodes_keep_working() {
     }
 
     // Honest traffic still flows.
-    attest(&nodes[1], &Miner::new(78, "honest", "G4", ""));
+    let honest = attest(&nodes[1], &Miner::new(78, "honest", "G4", ""));
     wait_all_have(&nodes, 1, "honest relay after the attack");
-    let _: Value = target.get("/api/stats").1;
+    assert_eq!(target.get(&format!("/api/attestation/{honest}")).0, 200, "the attacked node stores honest records again");
 }

@@ -467,7 +467,7 @@ fn a_full_disk_answers_503_and_the_node_recovers_when_space_returns() {
     std::fs::create_dir_all(&mnt).unwrap();
     let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&mnt).output();
     if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED a_full_disk_...: cannot mount a tmpfs here (not root?): {mounted:?}");
+        common::skipped("operations::a_full_disk_answers_503_and_the_node_recovers_when_space_returns", &format!("cannot mount a tmpfs here (not root?): {mounted:?}"));
         return;
     }
     struct Unmount<'a>(&'a Path);

@@ -195,7 +195,7 @@ fn attest_settle_and_pay_end_to_end() {
             let text = String::from_utf8(out.stdout).unwrap();
             assert!(text.contains(settled["settlement_hash"].as_str().unwrap()), "{text}");
         }
-        Err(e) => eprintln!("SKIPPED the Python cross-check of the settlement hash: python3 not runnable ({e})"),
+        Err(e) => common::skipped("single_node: the Python cross-check of the settlement hash", &format!("python3 not runnable ({e})")),
     }
 
     // Balances and the ledger.

@@ -235,22 +235,35 @@ mod tests {
     }
 
     proptest! {
-        /// Any order of the same votes gives the same tally; with at most f equivocators among
+        /// Any order of the same votes, with any of them delivered again, gives the same tally
+        /// (votes of two rounds, outsiders' votes mixed in); with at most f equivocators among
         /// n >= 3f + 1, two hashes never both reach quorum in one round.
         #[test]
         fn tally_is_order_independent_and_safe(
-            choices in prop::collection::vec((0u8..2, any::<bool>()), 7),
-            shuffled in Just(()).prop_perturb(|_, mut rng| { let mut v: Vec<usize> = (0..14).collect(); for i in (1..14).rev() { v.swap(i, (rng.next_u32() as usize) % (i + 1)); } v }),
+            choices in prop::collection::vec((0u8..2, any::<bool>(), 0u32..2), 7),
+            seed in any::<u64>(),
+            again in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
         ) {
             let (spec, keys, set) = setup(7); // n = 7, f = 2
             let mut votes = Vec::new();
-            for (i, (pick, equivocate)) in choices.iter().enumerate() {
-                votes.push(Vote::sign(&spec, &keys[i], 9, 0, [*pick; 32], [0; 32]));
+            for (i, (pick, equivocate, round)) in choices.iter().enumerate() {
+                votes.push(Vote::sign(&spec, &keys[i], 9, *round, [*pick; 32], [0; 32]));
                 if *equivocate && i < 2 {
-                    votes.push(Vote::sign(&spec, &keys[i], 9, 0, [1 - *pick; 32], [0; 32]));
+                    votes.push(Vote::sign(&spec, &keys[i], 9, *round, [1 - *pick; 32], [0; 32]));
                 }
             }
-            let reordered: Vec<Vote> = shuffled.iter().filter_map(|i| votes.get(*i).cloned()).chain(votes.iter().skip(14).cloned()).collect();
+            votes.push(Vote::sign(&spec, &Keypair::from_seed(&[99; 32]), 9, 0, [0; 32], [0; 32]));
+            // Another order (a seeded Fisher-Yates shuffle), and duplicates of some votes.
+            let mut reordered = votes.clone();
+            let mut x = seed | 1;
+            for i in (1..reordered.len()).rev() {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                reordered.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            for idx in &again {
+                let dup = votes[idx.index(votes.len())].clone();
+                reordered.insert(idx.index(reordered.len() + 1), dup);
+            }
             prop_assert_eq!(tally(&set, &votes), tally(&set, &reordered));
             let t = tally(&set, &votes);
             let reaching: Vec<_> = t.by_hash.iter().filter(|(_, s)| s.len() >= quorum(7)).collect();

@@ -619,15 +619,32 @@ mod tests {
 
         #[test]
         fn settle_ignores_input_order(
-            (ordered, shuffled) in prop::collection::btree_map("[a-z]{1,8}", 1u64..5_000_000_000, 0..200)
-                .prop_flat_map(|m| { let v: Vec<_> = m.into_iter().collect(); (Just(v.clone()), Just(v).prop_shuffle()) })
+            (claims, shuffled) in prop::collection::vec(("[a-e]{1,2}", 0u8..3, 0u64..6, 1u64..5_000_000_000, prop::option::of(0u8..4)), 0..60)
+                .prop_map(|cs| cs.into_iter().enumerate().map(|(i, (wallet, key, slot, weight, serial))| crate::enrollment::Claim {
+                    wallet, key: format!("k{key}"), slot, id: crate::crypto::sha256(&(i as u64).to_be_bytes()), weight,
+                    serial_hash: serial.map(|s| format!("s{s}")), profile: Default::default(),
+                }).collect::<Vec<_>>())
+                .prop_flat_map(|v| (Just(v.clone()), Just(v).prop_shuffle())),
+            again in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
         ) {
+            // The whole path from an epoch's claims (one wallet under several keys, one serial
+            // under several wallets, ties on slot) to its hashed record: claims in another order,
+            // some delivered twice, give the same bytes.
             let spec = ChainSpec::builtin("devnet").unwrap();
-            let a: BTreeMap<String, u64> = ordered.into_iter().collect();
-            let b: BTreeMap<String, u64> = shuffled.into_iter().collect();
-            let (sa, sb) = (settle(&spec, 3, [0; 32], &a, &Bindings::new(), &TransferInput::default()).unwrap(), settle(&spec, 3, [0; 32], &b, &Bindings::new(), &TransferInput::default()).unwrap());
+            let mut other = shuffled;
+            if !claims.is_empty() {
+                for idx in &again {
+                    other.push(claims[idx.index(claims.len())].clone());
+                }
+            }
+            let settle_claims = |cs: &[crate::enrollment::Claim]| {
+                let e = crate::enrollment::enroll(cs, &Bindings::new(), &Default::default());
+                let weights: BTreeMap<String, u64> = e.enrolled.iter().map(|(w, x)| (w.clone(), x.weight)).collect();
+                settle(&spec, 3, [0; 32], &weights, &e.new_bindings, &TransferInput::default()).unwrap()
+            };
+            let (sa, sb) = (settle_claims(&claims), settle_claims(&other));
             prop_assert_eq!(sa.canonical_bytes(), sb.canonical_bytes());
-            prop_assert_eq!(sa.distributed_urtc, if a.is_empty() { 0 } else { spec.epoch_pot_urtc });
+            prop_assert_eq!(sa.distributed_urtc, if claims.is_empty() { 0 } else { spec.epoch_pot_urtc });
         }
 
         /// `AddrKey` orders exactly as the strings' bytes, at every length around its 48-byte head

@@ -20,6 +20,19 @@ pub const ADMIN_KEY: &str = "test-admin-secret";
 /// and no outgoing connection's source port can take one between a node's stop and its restart on
 /// the same port (a test that restarts a node while others run in parallel used to fail with
 /// "Address already in use" when the kernel gave the freed port to someone else).
+/// Say loudly that a test could not run here: on stderr (which cargo shows only for failures) and
+/// in `SKIPPED.txt` in cargo's temporary directory for tests, which `scripts/test.sh` prints in a
+/// banner after the run.
+#[allow(dead_code)]
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write as _;
+    eprintln!("SKIPPED {test}: {why}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("SKIPPED.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{test}: {why}");
+    }
+}
+
 pub fn free_port() -> u16 {
     free_ports(1)
 }
