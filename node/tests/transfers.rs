@@ -244,8 +244,13 @@ fn a_pending_transfer_is_judged_once_when_every_validator_restarts() {
     for n in nodes.iter_mut() {
         assert!(n.terminate().success());
     }
-    // Two epochs (4 s each) go by with every validator down.
-    std::thread::sleep(std::time::Duration::from_secs(9));
+    // Two whole epochs go by with every validator down (the spec's clock, not a fixed sleep).
+    let spec = protocol::ChainSpec::from_toml(&std::fs::read_to_string(dir.path().join("spec.toml")).unwrap()).unwrap();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let stopped_in = spec.epoch_at(now());
+    while spec.epoch_at(now()) < stopped_in + 3 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     for n in nodes.iter_mut() {
         n.restart();
     }
