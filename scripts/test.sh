@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every test: unit and property tests, the end-to-end tests against the real binary, the doc
-# checks, then the testnets (docs/TESTNET.md):
+# checks, clippy (warnings are errors), then the testnets (docs/TESTNET.md):
 #   - the process testnet (scripts/local-testnet.sh smoke: five nodes on 127.0.0.1 agree on
 #     certified epochs and hold every acknowledged attestation), always;
 #   - the docker-compose testnet (scripts/testnet-up.sh, scripts/testnet-check.sh) and its fault
@@ -50,6 +50,19 @@ case $host in
 esac
 if [ -s "$skipped_file" ]; then
     banner "TESTS SKIPPED (they could not run on this machine):" "$(cat "$skipped_file")"
+fi
+
+# Lints: the whole workspace, every target, warnings are errors (not when running a subset).
+if [ $# -eq 0 ]; then
+    if cargo clippy --version >/dev/null 2>&1; then
+        echo "clippy: cargo clippy --workspace --all-targets -- -D warnings"
+        case $host in
+            *-linux-gnu) cargo clippy --workspace --locked --target "$host" --all-targets -- -D warnings ;;
+            *) cargo clippy --workspace --locked --all-targets -- -D warnings ;;
+        esac
+    else
+        banner "CLIPPY SKIPPED: cargo clippy is not installed (rustup component add clippy)"
+    fi
 fi
 
 if [ "${RUSTCHAIN_TESTNET:-}" = 0 ] || { [ $# -gt 0 ] && [ "${RUSTCHAIN_TESTNET:-}" != 1 ]; }; then

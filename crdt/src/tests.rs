@@ -9,7 +9,7 @@ fn entry_from(seed: u16, epochs: u64) -> (u64, Entry) {
     let id = sha256(&seed.to_be_bytes());
     let epoch = u64::from(id[2]) % epochs;
     let wallet = format!("w{}", id[3] % 12);
-    let serial_hash = (id[4] % 3 == 0).then(|| format!("serial-{}", id[5] % 5));
+    let serial_hash = id[4].is_multiple_of(3).then(|| format!("serial-{}", id[5] % 5));
     (epoch, Entry {
         id,
         wallet,
@@ -18,7 +18,7 @@ fn entry_from(seed: u16, epochs: u64) -> (u64, Entry) {
         weight: 1 + u64::from(id[7]) * 10_000_000,
         serial_hash,
         // Few distinct measurements, so copies (collisions) and sparse profiles are common.
-        profile: if id[9] % 4 == 0 { [0, 500, 500, 500, 500] } else { [500 + u16::from(id[9] % 3) * 2; 5] },
+        profile: if id[9].is_multiple_of(4) { [0, 500, 500, 500, 500] } else { [500 + u16::from(id[9] % 3) * 2; 5] },
     })
 }
 

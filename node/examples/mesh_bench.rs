@@ -164,15 +164,14 @@ impl Drop for Cluster {
         self.nodes.clear(); // kills them
         if let Some(keep) = &self.keep_logs {
             let dest = keep.join(&self.name);
-            if std::fs::create_dir_all(&dest).is_ok() {
-                if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            if std::fs::create_dir_all(&dest).is_ok()
+                && let Ok(rd) = std::fs::read_dir(&self.dir) {
                     for e in rd.flatten() {
                         if e.path().extension().is_some_and(|x| x == "log") {
                             let _ = std::fs::copy(e.path(), dest.join(e.file_name()));
                         }
                     }
                 }
-            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         if let Ok(mut d) = LIVE_DIRS.lock() {

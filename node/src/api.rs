@@ -442,7 +442,7 @@ async fn wallet_history(State(node): State<Arc<Node>>, q: Result<Query<HistoryQu
             "confirms_at_epoch": node.spec.epoch_of_slot(t.slot),
         })));
     }
-    pending.sort_by(|a, b| b.0.cmp(&a.0));
+    pending.sort_by_key(|p| std::cmp::Reverse(p.0));
     let skip_pending = offset.min(pending.len());
     let mut items: Vec<Value> = pending.into_iter().skip(skip_pending).take(limit).map(|(_, v)| v).collect();
     let (confirmed, entries) = store::history(&db, &wallet, offset - skip_pending, limit - items.len())?;

@@ -172,8 +172,8 @@ async fn resolve(node: &Arc<Node>, cert: EpochCertificate) {
     let epoch = cert.epoch;
     let Some(net) = node.net.clone() else { return };
     pull_epoch(node, epoch).await;
-    if let Ok((s, _)) = node.writer.settle(epoch).await {
-        if s.hash() == cert.settlement_hash {
+    if let Ok((s, _)) = node.writer.settle(epoch).await
+        && s.hash() == cert.settlement_hash {
             if let Ok(Applied::Now { .. }) = node.writer.certify(cert.clone(), Some(s)).await {
                 tracing::info!(epoch, "after sync our settlement matches the certificate; rewards credited");
                 node.anchor_wake.notify_one();
@@ -181,10 +181,9 @@ async fn resolve(node: &Arc<Node>, cert: EpochCertificate) {
             node.mismatches.lock().expect("lock").remove(&epoch);
             return;
         }
-    }
     for peer in net.state.connected_peers() {
-        if let Ok(Response::Epoch { settlement: Some(s), .. }) = net.request(peer, Request::GetEpoch { epoch }).await {
-            if s.hash() == cert.settlement_hash {
+        if let Ok(Response::Epoch { settlement: Some(s), .. }) = net.request(peer, Request::GetEpoch { epoch }).await
+            && s.hash() == cert.settlement_hash {
                 match node.writer.certify(cert.clone(), Some(s)).await {
                     Ok(Applied::Now { .. }) => {
                         tracing::error!(
@@ -206,7 +205,6 @@ async fn resolve(node: &Arc<Node>, cert: EpochCertificate) {
                 }
                 return;
             }
-        }
     }
     tracing::error!(epoch, "SETTLEMENT MISMATCH: no peer served the certified settlement yet; will retry");
     node.mismatches.lock().expect("lock").remove(&epoch);

@@ -264,11 +264,10 @@ impl EventLoop {
         // Bootnodes we are not connected to (one came back after we had found other peers).
         let connected = self.state.connected_peers();
         for addr in self.bootnodes.clone() {
-            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
-                if !connected.contains(&peer) && !connected.is_empty() {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last()
+                && !connected.contains(&peer) && !connected.is_empty() {
                     let _ = self.swarm.dial(addr);
                 }
-            }
         }
         if self.state.peer_count() > 0 {
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -361,8 +360,8 @@ impl EventLoop {
                 tracing::info!(addr = %full, "p2p listening");
                 self.state.listen_addrs.write().expect("lock").push(full.to_string());
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
-                if num_established.get() == 1 {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. }
+                if num_established.get() == 1 => {
                     let address = endpoint.get_remote_address().to_string();
                     tracing::info!(peer = %peer_id, %address, "peer connected");
                     self.state.peers.write().expect("lock").insert(peer_id, PeerInfo {
@@ -378,7 +377,6 @@ impl EventLoop {
                     });
                     let _ = self.events.try_send(NetEvent::Connected(peer_id));
                 }
-            }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                 tracing::info!(peer = %peer_id, cause = ?cause.map(|c| c.to_string()), "peer disconnected");
                 self.state.peers.write().expect("lock").remove(&peer_id);
@@ -412,12 +410,11 @@ impl EventLoop {
             // A connection whose pings go unanswered is dead (the peer's network is gone, not just
             // its process, so nothing closed it): close it, so that a cut-off node counts no
             // phantom peers and dials its bootnodes again once the network is back.
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(e) })) => {
-                if !matches!(e, ping::Failure::Unsupported) {
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(e) }))
+                if !matches!(e, ping::Failure::Unsupported) => {
                     tracing::info!(%peer, error = %e, "peer stopped answering pings; closing the connection");
                     self.swarm.close_connection(connection);
                 }
-            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
                 self.peer_mut(&peer, |p| {
                     p.latency_ms = Some(rtt.as_millis() as u64);

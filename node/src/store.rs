@@ -579,11 +579,10 @@ fn entropy_refusal(w: &WriteTransaction, epoch: u64, claim: &Claim) -> Result<Op
         return Ok(None);
     }
     let machine = claim.machine();
-    if let Some((own, None)) = holder(w, epoch, BindingKind::Profile, &machine)? {
-        if Profile::from_text(&own).is_some_and(|own| claim.profile.mismatches(&own)) {
+    if let Some((own, None)) = holder(w, epoch, BindingKind::Profile, &machine)?
+        && Profile::from_text(&own).is_some_and(|own| claim.profile.mismatches(&own)) {
             return Ok(Some(Refusal::HardwareBinding { reason: "entropy_mismatch", detail: "the cache timings are not the ones this serial bound (suspected: serial_spoofing_or_hardware_swap)".into() }));
         }
-    }
     let near = certified_profiles_near(w, std::slice::from_ref(claim), epoch)?;
     if let Some((other, _)) = near.collision(&claim.profile, &machine) {
         return Ok(Some(Refusal::HardwareBinding {
@@ -594,9 +593,13 @@ fn entropy_refusal(w: &WriteTransaction, epoch: u64, claim: &Claim) -> Result<Op
     Ok(None)
 }
 
+/// The holder of a binding, and the `(slot, id)` of the claim that holds it when no certified
+/// epoch bound it yet.
+type Holder = (String, Option<(u64, Hash32)>);
+
 /// Who holds `(kind, key)` for a claim of `epoch`: the certified binding of an earlier epoch, or
 /// the earliest claim among the epoch's records. `None`: nobody yet.
-fn holder(w: &WriteTransaction, epoch: u64, kind: BindingKind, key: &str) -> Result<Option<(String, Option<(u64, Hash32)>)>, StoreError> {
+fn holder(w: &WriteTransaction, epoch: u64, kind: BindingKind, key: &str) -> Result<Option<Holder>, StoreError> {
     if let Some(v) = w.open_table(BINDINGS)?.get((kind.as_str(), key))? {
         let b: StoredBinding = uncbor(v.value(), "binding")?;
         if b.epoch < epoch {
@@ -633,20 +636,16 @@ fn note_first(w: &WriteTransaction, epoch: u64, kind: BindingKind, key: &str, ow
 /// even one of the open epoch that it would outrank (a receipt slot tie, broken by id, which a
 /// client could grind).
 fn binding_refusal(w: &WriteTransaction, epoch: u64, claim: &Claim) -> Result<Option<Refusal>, StoreError> {
-    if claim.pins_key() {
-        if let Some((owner, _)) = holder(w, epoch, BindingKind::WalletKey, &claim.wallet)? {
-            if owner != claim.key {
+    if claim.pins_key()
+        && let Some((owner, _)) = holder(w, epoch, BindingKind::WalletKey, &claim.wallet)?
+            && owner != claim.key {
                 return Ok(Some(Refusal::KeyMismatch { wallet: claim.wallet.clone(), owner }));
             }
-        }
-    }
-    if let Some(serial) = &claim.serial_hash {
-        if let Some((owner, _)) = holder(w, epoch, BindingKind::Serial, serial)? {
-            if owner != claim.wallet {
+    if let Some(serial) = &claim.serial_hash
+        && let Some((owner, _)) = holder(w, epoch, BindingKind::Serial, serial)?
+            && owner != claim.wallet {
                 return Ok(Some(Refusal::DuplicateHardware(owner)));
             }
-        }
-    }
     Ok(None)
 }
 
@@ -693,13 +692,12 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
             if !history && a.epoch < a.oldest_open_epoch {
                 return Ok(Err(Refusal::StaleReceipt { slot: a.record.receipt.slot, epoch: a.epoch }));
             }
-            if let Some(other) = receipts.get((payload_id.as_slice(), signer.as_slice()))?.map(|v| v.value()) {
-                if other != a.record.receipt.slot {
+            if let Some(other) = receipts.get((payload_id.as_slice(), signer.as_slice()))?.map(|v| v.value())
+                && other != a.record.receipt.slot {
                     let evidence = ReceiptEquivocation { payload_id, slots: (other.min(a.record.receipt.slot), other.max(a.record.receipt.slot)) };
                     w.open_table(RECEIPT_EVIDENCE)?.insert((signer.as_slice(), payload_id.as_slice()), cbor(&evidence).as_slice())?;
                     equivocating_signer = Some(signer);
                 }
-            }
         }
     }
     if receipts.get((payload_id.as_slice(), signer.as_slice()))?.is_none() {
@@ -871,11 +869,10 @@ pub fn settle_epoch(w: &WriteTransaction, spec: &ChainSpec, epoch: u64) -> Resul
         Some(v) => Some(uncbor::<Settlement>(v.value(), "settlement")?),
         None => None,
     };
-    if let Some(p) = &previous {
-        if is_final(w, epoch)? {
+    if let Some(p) = &previous
+        && is_final(w, epoch)? {
             return Ok((p.clone(), false));
         }
-    }
     // The chain: the certified settlement of the epoch before, if this node knows it.
     let prev_hash = match epoch.checked_sub(1) {
         Some(e) => match w.open_table(CERTIFICATES)?.get(e)? {
@@ -1333,6 +1330,9 @@ pub fn records_by_ids(
     Ok((out, tout))
 }
 
+/// A page of `(epoch, id)` and the cursor of the next page, if any.
+pub type IdPage = (Vec<(u64, Hash32)>, Option<(u64, Hash32)>);
+
 /// Record ids of epochs `from..=to` in (epoch, id) order, strictly after `after`; and the cursor
 /// of the next page when there is more.
 pub fn epoch_ids_page(
@@ -1341,7 +1341,7 @@ pub fn epoch_ids_page(
     to: u64,
     after: Option<(u64, Hash32)>,
     limit: usize,
-) -> Result<(Vec<(u64, Hash32)>, Option<(u64, Hash32)>), StoreError> {
+) -> Result<IdPage, StoreError> {
     let r = db.begin_read()?;
     let start = after.map_or((from, [0u8; 32]), |a| a);
     let end = to.saturating_add(1);
@@ -1689,11 +1689,10 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
                         Some(h) if h == s.hash() => {}
                         _ => problem(&mut rep, format!("credited settlement {epoch} does not match its certificate")),
                     }
-                    if let Some(p) = epoch.checked_sub(1).map(certified_hash).transpose()?.flatten() {
-                        if s.prev_settlement_hash != p {
+                    if let Some(p) = epoch.checked_sub(1).map(certified_hash).transpose()?.flatten()
+                        && s.prev_settlement_hash != p {
                             problem(&mut rep, format!("settlement {epoch} does not chain to the certified epoch before it"));
                         }
-                    }
                     paid += s.entries.iter().map(|e| e.share_urtc as u128).sum::<u128>();
                 }
             }

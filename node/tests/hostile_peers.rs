@@ -346,7 +346,7 @@ fn forged_or_mismatched_certificates_offered_by_peers_are_refused_counted_and_pu
     let strangers = (Keypair::from_seed(&[0xb1; 32]), Keypair::from_seed(&[0xb2; 32]));
     let cases: Vec<(&str, &str, Forge<'_>)> = vec![
         ("forged signature", "does not verify", Box::new({
-            let c = cert.clone();
+            let c = cert;
             let (v0, v1) = (v0.clone(), v1.clone());
             move |e, h| {
                 let mut forged = c(&[&v0, &v1], e, h);
@@ -355,22 +355,22 @@ fn forged_or_mismatched_certificates_offered_by_peers_are_refused_counted_and_pu
             }
         })),
         ("under quorum", "does not verify", Box::new({
-            let c = cert.clone();
+            let c = cert;
             let v1 = v1.clone();
             move |e, h| Response::Epoch { settlement: None, certificate: Some(c(&[&v1], e, h)) }
         })),
         ("signers outside the set", "does not verify", Box::new({
-            let c = cert.clone();
+            let c = cert;
             let (a, b) = (strangers.0.clone(), strangers.1.clone());
             move |e, h| Response::Epoch { settlement: None, certificate: Some(c(&[&a, &b], e, h)) }
         })),
         ("another epoch", "a certificate of epoch", Box::new({
-            let c = cert.clone();
+            let c = cert;
             let (v0, v1) = (v0.clone(), v1.clone());
             move |e, h| Response::Epoch { settlement: None, certificate: Some(c(&[&v0, &v1], e - 1, h)) }
         })),
         ("record is not the certified one", "not the certified one", Box::new({
-            let c = cert.clone();
+            let c = cert;
             let (v0, v1) = (v0.clone(), v1.clone());
             let spec = spec.clone();
             move |e, h| {
@@ -400,7 +400,7 @@ fn forged_or_mismatched_certificates_offered_by_peers_are_refused_counted_and_pu
         assert!(banned, "{case}: the peer was never disconnected");
         let peer = p2p::identity_of(&Keypair::from_seed(&[seed; 32])).public().to_peer_id().to_string();
         assert_penalised_and_banned(&node, &peer, reason);
-        assert!(stat(&node, "bad_certificates") >= i as u64 + 1, "{case}: not counted");
+        assert!(stat(&node, "bad_certificates") > i as u64, "{case}: not counted");
         let (_, s) = node.get(&format!("/api/epoch/{epoch}/settlement"));
         assert_ne!(s["status"], "certified", "{case}: applied: {s}");
     }

@@ -86,7 +86,7 @@ fn a_transfer_confirms_everywhere_and_a_double_spend_is_never_paid_twice() {
     let (s, v) = nodes[0].post("/wallet/transfer/signed", &order(&upper, 0.5, 1).sign(&sender));
     assert_eq!((s, v["code"].as_str()), (400, Some("NON_CANONICAL_ADDRESS")), "{v}");
     for path in ["/wallet/balance?address=", "/wallet/balance?miner_id=", "/wallet/history?address="] {
-        let (s, v) = nodes[0].get(&format!("{path}{}", format!("RTC{}", sender.address()[3..].to_uppercase())));
+        let (s, v) = nodes[0].get(&format!("{path}RTC{}", sender.address()[3..].to_uppercase()));
         assert_eq!((s, v["code"].as_str()), (400, Some("NON_CANONICAL_ADDRESS")), "{path}: {v}");
     }
     // A nonce that names a time well after now (in ms) is refused: it would pin the transfer to a

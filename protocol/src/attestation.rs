@@ -205,11 +205,10 @@ fn check_shape(body: &Value) -> Result<(), AttestError> {
             return Err(AttestError::InvalidDevice("device string fields must be strings"));
         }
     }
-    if let Some(cores) = device.get("cores").filter(|c| !c.is_null()) {
-        if !cores.as_i64().is_some_and(|c| (1..=4096).contains(&c)) {
+    if let Some(cores) = device.get("cores").filter(|c| !c.is_null())
+        && !cores.as_i64().is_some_and(|c| (1..=4096).contains(&c)) {
             return Err(AttestError::InvalidCores);
         }
-    }
     let signals = match body.get("signals") {
         Some(s @ Value::Object(_)) => s,
         None | Some(Value::Null) => return Err(AttestError::InvalidSignals("missing `signals` object")),

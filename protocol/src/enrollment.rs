@@ -189,11 +189,10 @@ pub fn enroll<'a>(epoch_claims: impl IntoIterator<Item = &'a Claim>, certified: 
 
     let mut first_serial: BTreeMap<String, Binding> = BTreeMap::new();
     for c in &claims {
-        if let Some(serial) = &c.serial_hash {
-            if !certified.contains_key(&(BindingKind::Serial, serial.clone())) {
+        if let Some(serial) = &c.serial_hash
+            && !certified.contains_key(&(BindingKind::Serial, serial.clone())) {
                 claim_earliest(&mut first_serial, serial, &c.wallet, c);
             }
-        }
     }
     for (serial, b) in first_serial {
         new_bindings.insert((BindingKind::Serial, serial), b.owner);
@@ -204,7 +203,7 @@ pub fn enroll<'a>(epoch_claims: impl IntoIterator<Item = &'a Claim>, certified: 
         .filter(|c| {
             let Some(serial) = &c.serial_hash else { return true };
             let k = (BindingKind::Serial, serial.clone());
-            !certified.get(&k).or_else(|| new_bindings.get(&k)).is_some_and(|owner| *owner != c.wallet)
+            certified.get(&k).or_else(|| new_bindings.get(&k)).is_none_or(|owner| *owner == c.wallet)
         })
         .collect();
 

@@ -45,8 +45,8 @@ pub const FINE_THRESHOLDS: [u64; 64] = [
 /// or below `x`; bucket = `e * 64 + fine`, and the profile stores `1 + bucket`. `m = 0` (below
 /// 1e-6, or not positive) is "no signal": 0.
 pub fn bucket(v: f64) -> u16 {
-    // `v > 0.0` is false for NaN too. `as` saturates; the product is correctly rounded.
-    if !(v > 0.0) {
+    // NaN and everything not above zero. `as` saturates; the product is correctly rounded.
+    if v.is_nan() || v <= 0.0 {
         return 0;
     }
     bucket_of_micro((v * 1e6) as u64)

@@ -261,11 +261,10 @@ impl Request {
     }
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         let r: Request = from_wire_cbor(bytes, MAX_REQUEST_BYTES)?;
-        if let Request::GetAttestations { ids } = &r {
-            if ids.len() > MAX_IDS_PER_MESSAGE {
+        if let Request::GetAttestations { ids } = &r
+            && ids.len() > MAX_IDS_PER_MESSAGE {
                 return Err(WireError::TooManyIds(ids.len()));
             }
-        }
         Ok(r)
     }
 }

@@ -3,10 +3,11 @@
 //!   (`parse_transfer`), and the JSON objects of `/attest/challenge`, `/epoch/enroll` and
 //!   `/admin/settle-epoch` (canonical JSON, then their fields as the handlers read them);
 //! - canonical JSON and its re-encoding;
-//! - peer messages: gossip announcements and votes, sync requests and responses (with ciborium and
-//!   with cbor4ii, which libp2p's request-response codec uses), attestation and transfer records,
+//! - peer messages: gossip announcements and votes, sync requests and responses (as the node's sync
+//!   codec reads them, with ciborium as a cross-check), attestation and transfer records,
 //!   settlements and certificates in CBOR (also what the database holds);
 //! - chain spec TOML.
+//!
 //! Each target feeds arbitrary bytes and structure-aware mutations of valid inputs, and checks that
 //! nothing panics, that what decodes round-trips and respects the limits, and that nothing forged
 //! verifies. Node-only decoders (database rows, the anchor chain's answers) are fuzzed in
@@ -518,11 +519,10 @@ fn verify_response(r: &Response) -> Result<(), TestCaseError> {
             if let Some(s) = settlement {
                 let _ = (s.hash(), s.to_json());
             }
-            if let Some(c) = certificate {
-                if c.verify(&spec, &validators()).is_ok() {
+            if let Some(c) = certificate
+                && c.verify(&spec, &validators()).is_ok() {
                     prop_assert_eq!(c.settlement_hash, seed_settlement().hash(), "a certificate nobody signed verifies");
                 }
-            }
         }
         _ => {}
     }
@@ -630,11 +630,10 @@ fn check_http_object(bytes: &[u8]) -> Result<(), TestCaseError> {
         }
     };
     // /attest/challenge
-    if let Some(Value::Str(s)) = body.get("miner_id") {
-        if attestation::valid_miner_id(s) {
+    if let Some(Value::Str(s)) = body.get("miner_id")
+        && attestation::valid_miner_id(s) {
             prop_assert!((1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
         }
-    }
     // /admin/settle-epoch
     let _ = body.get("epoch").and_then(Value::as_i64).and_then(|e| u64::try_from(e).ok());
     // /epoch/enroll
