@@ -166,12 +166,12 @@ impl Drop for Cluster {
             let dest = keep.join(&self.name);
             if std::fs::create_dir_all(&dest).is_ok()
                 && let Ok(rd) = std::fs::read_dir(&self.dir) {
-                    for e in rd.flatten() {
-                        if e.path().extension().is_some_and(|x| x == "log") {
-                            let _ = std::fs::copy(e.path(), dest.join(e.file_name()));
-                        }
+                for e in rd.flatten() {
+                    if e.path().extension().is_some_and(|x| x == "log") {
+                        let _ = std::fs::copy(e.path(), dest.join(e.file_name()));
                     }
                 }
+            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         if let Ok(mut d) = LIVE_DIRS.lock() {

@@ -174,37 +174,37 @@ async fn resolve(node: &Arc<Node>, cert: EpochCertificate) {
     pull_epoch(node, epoch).await;
     if let Ok((s, _)) = node.writer.settle(epoch).await
         && s.hash() == cert.settlement_hash {
-            if let Ok(Applied::Now { .. }) = node.writer.certify(cert.clone(), Some(s)).await {
-                tracing::info!(epoch, "after sync our settlement matches the certificate; rewards credited");
-                node.anchor_wake.notify_one();
-            }
-            node.mismatches.lock().expect("lock").remove(&epoch);
-            return;
+        if let Ok(Applied::Now { .. }) = node.writer.certify(cert.clone(), Some(s)).await {
+            tracing::info!(epoch, "after sync our settlement matches the certificate; rewards credited");
+            node.anchor_wake.notify_one();
         }
+        node.mismatches.lock().expect("lock").remove(&epoch);
+        return;
+    }
     for peer in net.state.connected_peers() {
         if let Ok(Response::Epoch { settlement: Some(s), .. }) = net.request(peer, Request::GetEpoch { epoch }).await
             && s.hash() == cert.settlement_hash {
-                match node.writer.certify(cert.clone(), Some(s)).await {
-                    Ok(Applied::Now { .. }) => {
-                        tracing::error!(
-                            epoch, %peer, "SETTLEMENT MISMATCH persists after sync: applied the certified record from a peer; \
-                             our own registry still yields another hash (see /api/epoch/{epoch}/settlement)"
-                        );
-                        node.counters.settlement_mismatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        node.anchor_wake.notify_one();
-                    }
-                    Ok(Applied::Before) => {}
-                    Ok(Applied::Conflict { tx_hash, judged_in }) => report_conflict(node, &cert, &tx_hash, judged_in),
-                    Ok(Applied::Mismatch { .. }) => {
-                        // A debit that does not fit yet: an earlier certified epoch is not applied
-                        // here. The rounds loop retries applying it (this epoch stays marked, so
-                        // no second resolve starts meanwhile).
-                        tracing::info!(epoch, "certified record fetched; it waits for an earlier epoch to be applied here");
-                    }
-                    Err(e) => tracing::error!(epoch, error = %e, "could not store a certificate"),
+            match node.writer.certify(cert.clone(), Some(s)).await {
+                Ok(Applied::Now { .. }) => {
+                    tracing::error!(
+                        epoch, %peer, "SETTLEMENT MISMATCH persists after sync: applied the certified record from a peer; \
+                         our own registry still yields another hash (see /api/epoch/{epoch}/settlement)"
+                    );
+                    node.counters.settlement_mismatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    node.anchor_wake.notify_one();
                 }
-                return;
+                Ok(Applied::Before) => {}
+                Ok(Applied::Conflict { tx_hash, judged_in }) => report_conflict(node, &cert, &tx_hash, judged_in),
+                Ok(Applied::Mismatch { .. }) => {
+                    // A debit that does not fit yet: an earlier certified epoch is not applied
+                    // here. The rounds loop retries applying it (this epoch stays marked, so
+                    // no second resolve starts meanwhile).
+                    tracing::info!(epoch, "certified record fetched; it waits for an earlier epoch to be applied here");
+                }
+                Err(e) => tracing::error!(epoch, error = %e, "could not store a certificate"),
             }
+            return;
+        }
     }
     tracing::error!(epoch, "SETTLEMENT MISMATCH: no peer served the certified settlement yet; will retry");
     node.mismatches.lock().expect("lock").remove(&epoch);

@@ -266,8 +266,8 @@ impl EventLoop {
         for addr in self.bootnodes.clone() {
             if let Some(Protocol::P2p(peer)) = addr.iter().last()
                 && !connected.contains(&peer) && !connected.is_empty() {
-                    let _ = self.swarm.dial(addr);
-                }
+                let _ = self.swarm.dial(addr);
+            }
         }
         if self.state.peer_count() > 0 {
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -362,21 +362,21 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. }
                 if num_established.get() == 1 => {
-                    let address = endpoint.get_remote_address().to_string();
-                    tracing::info!(peer = %peer_id, %address, "peer connected");
-                    self.state.peers.write().expect("lock").insert(peer_id, PeerInfo {
-                        peer_id: peer_id.to_string(),
-                        address,
-                        role: None,
-                        agent: None,
-                        last_seen: now_unix(),
-                        messages_sent: 0,
-                        messages_received: 0,
-                        latency_ms: None,
-                        score: self.scores.get(&peer_id).copied().unwrap_or(0),
-                    });
-                    let _ = self.events.try_send(NetEvent::Connected(peer_id));
-                }
+                let address = endpoint.get_remote_address().to_string();
+                tracing::info!(peer = %peer_id, %address, "peer connected");
+                self.state.peers.write().expect("lock").insert(peer_id, PeerInfo {
+                    peer_id: peer_id.to_string(),
+                    address,
+                    role: None,
+                    agent: None,
+                    last_seen: now_unix(),
+                    messages_sent: 0,
+                    messages_received: 0,
+                    latency_ms: None,
+                    score: self.scores.get(&peer_id).copied().unwrap_or(0),
+                });
+                let _ = self.events.try_send(NetEvent::Connected(peer_id));
+            }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                 tracing::info!(peer = %peer_id, cause = ?cause.map(|c| c.to_string()), "peer disconnected");
                 self.state.peers.write().expect("lock").remove(&peer_id);
@@ -412,9 +412,9 @@ impl EventLoop {
             // phantom peers and dials its bootnodes again once the network is back.
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(e) }))
                 if !matches!(e, ping::Failure::Unsupported) => {
-                    tracing::info!(%peer, error = %e, "peer stopped answering pings; closing the connection");
-                    self.swarm.close_connection(connection);
-                }
+                tracing::info!(%peer, error = %e, "peer stopped answering pings; closing the connection");
+                self.swarm.close_connection(connection);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
                 self.peer_mut(&peer, |p| {
                     p.latency_ms = Some(rtt.as_millis() as u64);

@@ -581,8 +581,8 @@ fn entropy_refusal(w: &WriteTransaction, epoch: u64, claim: &Claim) -> Result<Op
     let machine = claim.machine();
     if let Some((own, None)) = holder(w, epoch, BindingKind::Profile, &machine)?
         && Profile::from_text(&own).is_some_and(|own| claim.profile.mismatches(&own)) {
-            return Ok(Some(Refusal::HardwareBinding { reason: "entropy_mismatch", detail: "the cache timings are not the ones this serial bound (suspected: serial_spoofing_or_hardware_swap)".into() }));
-        }
+        return Ok(Some(Refusal::HardwareBinding { reason: "entropy_mismatch", detail: "the cache timings are not the ones this serial bound (suspected: serial_spoofing_or_hardware_swap)".into() }));
+    }
     let near = certified_profiles_near(w, std::slice::from_ref(claim), epoch)?;
     if let Some((other, _)) = near.collision(&claim.profile, &machine) {
         return Ok(Some(Refusal::HardwareBinding {
@@ -638,14 +638,14 @@ fn note_first(w: &WriteTransaction, epoch: u64, kind: BindingKind, key: &str, ow
 fn binding_refusal(w: &WriteTransaction, epoch: u64, claim: &Claim) -> Result<Option<Refusal>, StoreError> {
     if claim.pins_key()
         && let Some((owner, _)) = holder(w, epoch, BindingKind::WalletKey, &claim.wallet)?
-            && owner != claim.key {
-                return Ok(Some(Refusal::KeyMismatch { wallet: claim.wallet.clone(), owner }));
-            }
+        && owner != claim.key {
+        return Ok(Some(Refusal::KeyMismatch { wallet: claim.wallet.clone(), owner }));
+    }
     if let Some(serial) = &claim.serial_hash
         && let Some((owner, _)) = holder(w, epoch, BindingKind::Serial, serial)?
-            && owner != claim.wallet {
-                return Ok(Some(Refusal::DuplicateHardware(owner)));
-            }
+        && owner != claim.wallet {
+        return Ok(Some(Refusal::DuplicateHardware(owner)));
+    }
     Ok(None)
 }
 
@@ -694,10 +694,10 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
             }
             if let Some(other) = receipts.get((payload_id.as_slice(), signer.as_slice()))?.map(|v| v.value())
                 && other != a.record.receipt.slot {
-                    let evidence = ReceiptEquivocation { payload_id, slots: (other.min(a.record.receipt.slot), other.max(a.record.receipt.slot)) };
-                    w.open_table(RECEIPT_EVIDENCE)?.insert((signer.as_slice(), payload_id.as_slice()), cbor(&evidence).as_slice())?;
-                    equivocating_signer = Some(signer);
-                }
+                let evidence = ReceiptEquivocation { payload_id, slots: (other.min(a.record.receipt.slot), other.max(a.record.receipt.slot)) };
+                w.open_table(RECEIPT_EVIDENCE)?.insert((signer.as_slice(), payload_id.as_slice()), cbor(&evidence).as_slice())?;
+                equivocating_signer = Some(signer);
+            }
         }
     }
     if receipts.get((payload_id.as_slice(), signer.as_slice()))?.is_none() {
@@ -871,8 +871,8 @@ pub fn settle_epoch(w: &WriteTransaction, spec: &ChainSpec, epoch: u64) -> Resul
     };
     if let Some(p) = &previous
         && is_final(w, epoch)? {
-            return Ok((p.clone(), false));
-        }
+        return Ok((p.clone(), false));
+    }
     // The chain: the certified settlement of the epoch before, if this node knows it.
     let prev_hash = match epoch.checked_sub(1) {
         Some(e) => match w.open_table(CERTIFICATES)?.get(e)? {
@@ -1691,8 +1691,8 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
                     }
                     if let Some(p) = epoch.checked_sub(1).map(certified_hash).transpose()?.flatten()
                         && s.prev_settlement_hash != p {
-                            problem(&mut rep, format!("settlement {epoch} does not chain to the certified epoch before it"));
-                        }
+                        problem(&mut rep, format!("settlement {epoch} does not chain to the certified epoch before it"));
+                    }
                     paid += s.entries.iter().map(|e| e.share_urtc as u128).sum::<u128>();
                 }
             }

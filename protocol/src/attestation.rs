@@ -207,8 +207,8 @@ fn check_shape(body: &Value) -> Result<(), AttestError> {
     }
     if let Some(cores) = device.get("cores").filter(|c| !c.is_null())
         && !cores.as_i64().is_some_and(|c| (1..=4096).contains(&c)) {
-            return Err(AttestError::InvalidCores);
-        }
+        return Err(AttestError::InvalidCores);
+    }
     let signals = match body.get("signals") {
         Some(s @ Value::Object(_)) => s,
         None | Some(Value::Null) => return Err(AttestError::InvalidSignals("missing `signals` object")),

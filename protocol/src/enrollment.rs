@@ -191,8 +191,8 @@ pub fn enroll<'a>(epoch_claims: impl IntoIterator<Item = &'a Claim>, certified: 
     for c in &claims {
         if let Some(serial) = &c.serial_hash
             && !certified.contains_key(&(BindingKind::Serial, serial.clone())) {
-                claim_earliest(&mut first_serial, serial, &c.wallet, c);
-            }
+            claim_earliest(&mut first_serial, serial, &c.wallet, c);
+        }
     }
     for (serial, b) in first_serial {
         new_bindings.insert((BindingKind::Serial, serial), b.owner);

@@ -263,8 +263,8 @@ impl Request {
         let r: Request = from_wire_cbor(bytes, MAX_REQUEST_BYTES)?;
         if let Request::GetAttestations { ids } = &r
             && ids.len() > MAX_IDS_PER_MESSAGE {
-                return Err(WireError::TooManyIds(ids.len()));
-            }
+            return Err(WireError::TooManyIds(ids.len()));
+        }
         Ok(r)
     }
 }

@@ -521,8 +521,8 @@ fn verify_response(r: &Response) -> Result<(), TestCaseError> {
             }
             if let Some(c) = certificate
                 && c.verify(&spec, &validators()).is_ok() {
-                    prop_assert_eq!(c.settlement_hash, seed_settlement().hash(), "a certificate nobody signed verifies");
-                }
+                prop_assert_eq!(c.settlement_hash, seed_settlement().hash(), "a certificate nobody signed verifies");
+            }
         }
         _ => {}
     }
@@ -632,8 +632,8 @@ fn check_http_object(bytes: &[u8]) -> Result<(), TestCaseError> {
     // /attest/challenge
     if let Some(Value::Str(s)) = body.get("miner_id")
         && attestation::valid_miner_id(s) {
-            prop_assert!((1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
-        }
+        prop_assert!((1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
+    }
     // /admin/settle-epoch
     let _ = body.get("epoch").and_then(Value::as_i64).and_then(|e| u64::try_from(e).ok());
     // /epoch/enroll
