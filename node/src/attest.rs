@@ -36,8 +36,11 @@ pub struct AttestArgs {
 /// An identifier of this machine as peers see it. Every node stores and replicates the signed body
 /// forever, and peers need all of it to check the miner's signature, so the hardware serial, the
 /// MAC addresses and the host name are sent hashed: what the node needs of them (one machine, one
-/// serial; the same machine next time) holds for the hash as for the value. Empty stays empty.
+/// serial; the same machine next time) holds for the hash as for the value. Case and surrounding
+/// space do not count (the node compares serials so). Empty stays empty. Not a secret: someone
+/// who guesses a value (a MAC's 24 vendor-free bits, a host name) can check the guess.
 pub fn private_identifier(value: &str) -> String {
+    let value = value.trim().to_uppercase();
     if value.is_empty() {
         return String::new();
     }
@@ -153,5 +156,6 @@ mod tests {
         let other = protocol::attestation::parse_submission(other.to_string().as_bytes()).unwrap();
         assert_ne!(protocol::attestation::Device::from_body(&other.body).serial_hash().unwrap(), serial);
         assert_eq!(private_identifier(""), "", "an unreadable serial stays empty (no serial binding)");
+        assert_eq!(private_identifier(" c02xk0abjgh5 "), private_identifier("C02XK0ABJGH5"), "compared as the node compares serials");
     }
 }

@@ -271,7 +271,8 @@ fn stalled_retry_secs(tries: u32) -> u64 {
 /// What a peer's answer to `GetEpoch` came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Offered {
-    /// A certificate that verifies (and the certified record, or none): finalized here.
+    /// A certificate that verifies (and the certified record, or none): finalized here (or, from
+    /// [`certified_from`], handed back unapplied).
     Applied,
     /// The peer answered that it holds no certificate for the epoch.
     NoCertificate,
@@ -289,10 +290,28 @@ pub enum Offered {
 /// The one place a node takes a certificate from a peer (rounds that time out, and verified
 /// epoch announcements).
 pub async fn take_certified_from(node: &Arc<Node>, net: &NetHandle, peer: PeerId, epoch: u64, announced: Option<Hash32>) -> Offered {
+    match certified_from(node, net, peer, epoch, announced).await {
+        Ok((cert, settlement)) => {
+            finalize(node, cert, settlement).await;
+            Offered::Applied
+        }
+        Err(other) => other,
+    }
+}
+
+/// [`take_certified_from`] without applying anything: the verified certificate and record, or
+/// what the answer came to (refusals counted and penalised the same way).
+pub async fn certified_from(
+    node: &Arc<Node>,
+    net: &NetHandle,
+    peer: PeerId,
+    epoch: u64,
+    announced: Option<Hash32>,
+) -> Result<(EpochCertificate, Option<Settlement>), Offered> {
     let (settlement, cert) = match net.request(peer, Request::GetEpoch { epoch }).await {
         Ok(Response::Epoch { settlement, certificate: Some(cert) }) => (settlement, cert),
-        Ok(Response::Epoch { certificate: None, .. }) => return Offered::NoCertificate,
-        _ => return Offered::NoAnswer,
+        Ok(Response::Epoch { certificate: None, .. }) => return Err(Offered::NoCertificate),
+        _ => return Err(Offered::NoAnswer),
     };
     let refusal = if cert.epoch != epoch {
         Some(format!("a certificate of epoch {} when asked for {epoch}", cert.epoch))
@@ -310,12 +329,9 @@ pub async fn take_certified_from(node: &Arc<Node>, net: &NetHandle, peer: PeerId
             node.counters.bad_certificates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(%peer, epoch, why, "BAD CERTIFICATE refused; nothing applied");
             net.penalize(peer, 50, format!("served epoch {epoch}: {why}"));
-            Offered::Invalid
+            Err(Offered::Invalid)
         }
-        None => {
-            finalize(node, cert, settlement).await;
-            Offered::Applied
-        }
+        None => Ok((cert, settlement)),
     }
 }
 

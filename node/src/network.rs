@@ -630,7 +630,13 @@ fn answer(db: &DbHandle, spec: &ChainSpec, role: Role, history_epochs: u64, req:
                 .map(|(records, transfers)| Response::Attestations { records, transfers })
         }
         Request::GetEpoch { epoch } => store::settlement(db, epoch).and_then(|settlement| {
-            Ok(Response::Epoch { settlement, certificate: store::certificate(db, epoch)? })
+            let certificate = store::certificate(db, epoch)?;
+            // Once a certificate is held, only the certified record goes with it: a node whose own
+            // provisional record lost to the certificate (it lacked records) keeps that record
+            // until it resolves the mismatch, and must not pass it off as the certified one (a
+            // peer would refuse the answer and penalise it, consensus::take_certified_from).
+            let settlement = settlement.filter(|s| certificate.as_ref().is_none_or(|c| c.settlement_hash == s.hash()));
+            Ok(Response::Epoch { settlement, certificate })
         }),
         Request::EpochDigest { epoch } => store::epoch_digest(db, epoch).map(|d| Response::Digest {
             epoch,
@@ -692,5 +698,29 @@ mod tests {
         assert_eq!(code(refuse(&page(5, 4))).as_deref(), Some("BAD_RANGE"));
         assert_eq!(code(refuse(&page(4, 4))), None);
         assert_eq!(code(refuse(&Request::GetEpoch { epoch: 7 })), None);
+    }
+
+    /// A node whose own record of an epoch lost to the certificate serves the certificate alone:
+    /// its record is not the certified one, and a peer would refuse the answer and penalise it.
+    #[test]
+    fn get_epoch_serves_a_record_with_a_certificate_only_when_it_is_the_certified_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ChainSpec::builtin("devnet").unwrap();
+        let path = dir.path().join("db.redb");
+        let db = DbHandle::new(store::open(&path, &spec, 5, 1 << 20).unwrap(), move || store::open_file(&path));
+        let ask = |epoch| match answer(&db, &spec, Role::Relay, 10, Request::GetEpoch { epoch }) {
+            Response::Epoch { settlement, certificate } => (settlement.map(|s| s.hash()), certificate.map(|c| c.settlement_hash)),
+            other => panic!("{other:?}"),
+        };
+        let cert = |epoch, hash| protocol::consensus::EpochCertificate { epoch, round: 0, settlement_hash: hash, votes: vec![] };
+        let w = db.get().unwrap().begin_write().unwrap();
+        let (ours, _) = store::settle_epoch(&w, &spec, 6).unwrap();
+        let (mine, _) = store::settle_epoch(&w, &spec, 7).unwrap();
+        store::apply_certificate(&w, &cert(6, [9; 32]), None).unwrap();
+        store::apply_certificate(&w, &cert(7, mine.hash()), None).unwrap();
+        w.commit().unwrap();
+        assert_eq!(ask(6), (None, Some([9; 32])), "a record that lost to the certificate went with it");
+        assert_eq!(ask(7), (Some(mine.hash()), Some(mine.hash())));
+        assert_ne!(ours.hash(), [9; 32]);
     }
 }

@@ -220,7 +220,12 @@ impl request_response::Codec for SyncCodec {
 
     async fn read_response<T: futures::AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Response> {
         let kind = self.asked.ok_or_else(|| std::io::Error::other("an answer read before any request was written"))?;
-        Response::decode_answer(kind, &read_at_most(io, kind.answer_limit()).await?).map_err(invalid)
+        let bytes = read_at_most(io, kind.answer_limit()).await?;
+        // No answer at all: the peer closed the stream (it is stopping), which is no offence.
+        if bytes.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the peer closed the stream without an answer"));
+        }
+        Response::decode_answer(kind, &bytes).map_err(invalid)
     }
 
     async fn write_request<T: futures::AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: Request) -> std::io::Result<()> {
@@ -256,6 +261,9 @@ mod tests {
         // Another kind's answer, however small, is refused too; the right kind is read.
         let mut epoch = futures::io::Cursor::new(Response::Epoch { settlement: None, certificate: None }.encode());
         assert_eq!(codec.read_response(&proto, &mut epoch).await.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        // Nothing at all (a peer that stopped): not an offence.
+        let mut nothing = futures::io::Cursor::new(Vec::new());
+        assert_eq!(codec.read_response(&proto, &mut nothing).await.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
         let digest = Response::Digest { epoch: 3, buckets: Default::default(), records: 0 };
         let mut ok = futures::io::Cursor::new(digest.encode());
         assert_eq!(codec.read_response(&proto, &mut ok).await.unwrap(), digest);

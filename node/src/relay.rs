@@ -26,7 +26,8 @@ const MAX_CONCURRENT_FETCHES: usize = 32;
 /// Of those, at most this many from one peer: a peer that announces what it then serves slowly or
 /// not at all holds only its own slots, and honest announcements keep theirs.
 const MAX_FETCHES_PER_PEER: usize = 4;
-/// Epoch announcements verified (and the reconciles they start) at once; one per epoch.
+/// Epoch announcements verified (and the reconciles they start) at once; one per epoch and one per
+/// announcing peer.
 const MAX_EPOCH_WORK: usize = 4;
 /// Records asked for in one request.
 const FETCH_CHUNK: usize = 256;
@@ -185,6 +186,9 @@ struct Fetched {
 /// Fetch `ids` from `peer`, verify and store them.
 async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>) -> Fetched {
     let mut f = Fetched::default();
+    // An id named twice (an announcement may repeat one) is asked for once: the answer would carry
+    // the record twice and the peer that honestly sent both would look like it sent one unasked.
+    let ids: Vec<Hash32> = ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
     for chunk in ids.chunks(FETCH_CHUNK) {
         let wanted: BTreeSet<Hash32> = chunk.iter().copied().collect();
         let req = Request::GetAttestations { ids: chunk.iter().map(|i| Id(*i)).collect() };
@@ -211,12 +215,20 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
                 continue;
             }
         };
+        // One penalty per answer, the worst of what it did: an invalid record (50), else a record
+        // not asked for (20); records named and left out are `delivered`'s to judge.
+        let mut offence: Option<(i32, String)> = None;
+        let mut offend = |points: i32, why: String| {
+            if offence.as_ref().is_none_or(|(p, _)| points > *p) {
+                offence = Some((points, why));
+            }
+        };
         let mut got = BTreeSet::new();
         let mut page = Vec::with_capacity(records.len());
         for record in records {
             let id = record.id();
             if !wanted.contains(&id) || !got.insert(id) {
-                net.penalize(peer, 20, "sent a record that was not asked for");
+                offend(20, "sent a record that was not asked for".to_owned());
                 f.invalid += 1;
                 continue;
             }
@@ -226,7 +238,7 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
             match outcome {
                 Ok(new) => f.stored += usize::from(new),
                 Err(IngestError::Invalid(why)) => {
-                    net.penalize(peer, 50, format!("sent an invalid record: {why}"));
+                    offend(50, format!("sent an invalid record: {why}"));
                     f.invalid += 1;
                 }
                 Err(IngestError::Storage(why)) => {
@@ -239,8 +251,11 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
                 }
             }
         }
-        // A chunk always fits one answer (the assertion at FETCH_CHUNK), so an id left out is one the peer
-        // does not have.
+        if let Some((points, why)) = offence {
+            net.penalize(peer, points, why);
+        }
+        // A chunk always fits one answer (the assertion at FETCH_CHUNK), so an id left out is one
+        // the peer does not have.
         f.omitted += wanted.len() - got.len();
     }
     f
@@ -286,13 +301,12 @@ fn delivered(net: &NetHandle, peer: PeerId, f: &Fetched) -> Result<usize, String
     Ok(f.stored)
 }
 
-/// Whether an announcement whose records were fetched is forwarded: not when the peer sent
-/// something invalid or left out what it announced (both its fault: rejected); not when the fetch
-/// failed or a record was not stored here (not its fault: ignored); otherwise yes.
+/// Whether an announcement whose records were fetched is forwarded: only when every record it
+/// named was delivered and stored. Otherwise it is ignored, not rejected: the fault (an invalid or
+/// missing record, penalised on its own) is the sending peer's, not the message's, and a rejection
+/// would also count against every honest peer that sent gossipsub the same announcement.
 fn inv_acceptance(f: &Fetched) -> MessageAcceptance {
-    if f.invalid > 0 || f.omitted > 0 {
-        MessageAcceptance::Reject
-    } else if f.failed > 0 || f.skipped > 0 {
+    if f.invalid > 0 || f.omitted > 0 || f.failed > 0 || f.skipped > 0 {
         MessageAcceptance::Ignore
     } else {
         MessageAcceptance::Accept
@@ -392,6 +406,7 @@ async fn initial_sync(node: &Node, net: &NetHandle, peer: PeerId) {
 pub async fn run(node: Arc<Node>, net: NetHandle, mut events: mpsc::Receiver<NetEvent>, mut stop: watch::Receiver<bool>) {
     let fetches = Slots::<PeerId>::new(MAX_CONCURRENT_FETCHES, MAX_FETCHES_PER_PEER);
     let epoch_work = Slots::<u64>::new(MAX_EPOCH_WORK, 1);
+    let epoch_work_by_peer = Slots::<PeerId>::new(MAX_EPOCH_WORK, 1);
     if net.state.alone_by_config {
         net.state.synced.store(true, Ordering::Release);
     }
@@ -417,7 +432,12 @@ pub async fn run(node: Arc<Node>, net: NetHandle, mut events: mpsc::Receiver<Net
                     });
                 }
                 Some(NetEvent::Epoch { msg_id, source, inv }) => {
-                    let slot = if epoch_announcement_in_window(&node, inv.epoch) { epoch_work.try_take(inv.epoch) } else { None };
+                    // One piece of work per epoch and one per announcing peer, 4 in all.
+                    let slot = if epoch_announcement_in_window(&node, inv.epoch) {
+                        epoch_work_by_peer.try_take(source).and_then(|p| Some((p, epoch_work.try_take(inv.epoch)?)))
+                    } else {
+                        None
+                    };
                     let Some(slot) = slot else {
                         net.send(Command::Report { msg_id, source, acceptance: MessageAcceptance::Ignore });
                         continue;
@@ -509,10 +529,26 @@ async fn on_epoch(node: &Arc<Node>, net: &NetHandle, msg_id: libp2p::gossipsub::
     let acceptance = match held {
         _ if node.certifies_alone() => MessageAcceptance::Ignore,
         Some(cert) if cert.settlement_hash == inv.settlement_hash.0 => MessageAcceptance::Accept,
-        Some(_) => {
-            net.penalize(source, 50, format!("announced epoch {} with a hash other than the certified one", inv.epoch));
-            MessageAcceptance::Reject
-        }
+        // Another hash than the one certified here. A second certificate for an epoch needs more
+        // than f equivocators in one round, or honest validators that re-voted in a later round
+        // before the first certificate reached them (PROTOCOL.md §12): if the announcer can show a
+        // certificate that verifies, that is a split, not its offence.
+        // Its certificate is checked, never applied: the first certificate applied here stands.
+        Some(ours) => match crate::consensus::certified_from(node, net, source, inv.epoch, Some(inv.settlement_hash.0)).await {
+            Ok(_) => {
+                tracing::error!(
+                    epoch = inv.epoch, peer = %source, ours = %hex::encode(ours.settlement_hash), theirs = %hex::encode(inv.settlement_hash.0),
+                    "CERTIFICATE SPLIT: a peer holds a valid certificate for another hash of this epoch; the first one applied here stands"
+                );
+                MessageAcceptance::Ignore
+            }
+            Err(Offered::NoCertificate) => {
+                net.penalize(source, 50, format!("announced epoch {} with a hash other than the certified one, and no certificate for it", inv.epoch));
+                MessageAcceptance::Reject
+            }
+            Err(Offered::Invalid) => MessageAcceptance::Reject,
+            Err(Offered::NoAnswer | Offered::Applied) => MessageAcceptance::Ignore,
+        },
         None => match crate::consensus::take_certified_from(node, net, source, inv.epoch, Some(inv.settlement_hash.0)).await {
             Offered::Applied => MessageAcceptance::Accept,
             Offered::Invalid => MessageAcceptance::Reject,
@@ -617,8 +653,8 @@ mod tests {
     fn an_announcement_is_forwarded_only_when_everything_it_named_was_delivered_and_stored() {
         let f = |omitted, failed, invalid, skipped| inv_acceptance(&Fetched { stored: 1, omitted, failed, invalid, skipped });
         assert_eq!(f(0, 0, 0, 0), MessageAcceptance::Accept);
-        assert_eq!(f(1, 0, 0, 0), MessageAcceptance::Reject, "left out what it announced");
-        assert_eq!(f(0, 0, 1, 0), MessageAcceptance::Reject, "sent an invalid record");
+        assert_eq!(f(1, 0, 0, 0), MessageAcceptance::Ignore, "left out what it announced (penalised apart)");
+        assert_eq!(f(0, 0, 1, 0), MessageAcceptance::Ignore, "sent an invalid record (penalised apart)");
         assert_eq!(f(0, 1, 0, 0), MessageAcceptance::Ignore, "a failed request is not the peer's proven fault");
         assert_eq!(f(0, 0, 0, 1), MessageAcceptance::Ignore, "not stored here (stale epoch)");
     }

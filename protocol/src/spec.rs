@@ -130,6 +130,11 @@ impl ChainSpec {
         if self.genesis_unix > 1 << 40 {
             return Err(SpecError::Invalid("genesis_unix is not a plausible unix time"));
         }
+        // What field wallets sign without naming a network is mainnet's alone: a spec copied from
+        // mainnet's under another network id must not accept mainnet's transfers (nor they its).
+        if self.network_id != "mainnet" && (self.transfers_without_chain_id || !self.chain_id_aliases.is_empty()) {
+            return Err(SpecError::Invalid("transfers_without_chain_id and chain_id_aliases are mainnet's only"));
+        }
         Ok(())
     }
 
@@ -181,6 +186,10 @@ mod tests {
         // Only mainnet takes transfers signed without a chain id (field wallets send none).
         assert!(m.transfers_without_chain_id && !d.transfers_without_chain_id);
         assert_eq!(ChainSpec::from_toml(&d.to_toml()).unwrap(), d);
+        // Mainnet's spec copied under another network id keeps none of what is mainnet's alone.
+        let copied = m.to_toml().replace("network_id = \"mainnet\"", "network_id = \"my-mainnet-copy\"");
+        assert!(copied.contains("my-mainnet-copy"));
+        assert!(matches!(ChainSpec::from_toml(&copied), Err(SpecError::Invalid(_))));
     }
 
     #[test]
