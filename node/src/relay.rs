@@ -357,7 +357,9 @@ pub async fn sync_epochs(node: &Node, net: &NetHandle, peer: PeerId, from: u64, 
 pub async fn reconcile(node: &Node, net: &NetHandle, peer: PeerId, epoch: u64) -> Result<usize, String> {
     let mine = node.db.get().and_then(|db| store::epoch_digest(&db, epoch)).map_err(|e| e.to_string())?;
     let theirs = match net.request(peer, Request::EpochDigest { epoch }).await? {
-        Response::Digest { buckets, records, .. } if buckets.len() <= crdt::BUCKETS => {
+        // The digest of the epoch asked for (a peer's digest of another epoch would make us ask
+        // for buckets we do not lack); the codec bounded the buckets.
+        Response::Digest { epoch: of, buckets, records } if of == epoch && buckets.len() <= crdt::BUCKETS => {
             crdt::BucketDigest { buckets: buckets.into_iter().map(|(b, h)| (b, h.0)).collect(), count: records }
         }
         _ => return Err("unexpected answer to EpochDigest".into()),
