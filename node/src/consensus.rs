@@ -268,12 +268,9 @@ fn stalled_retry_secs(tries: u32) -> u64 {
     (1u64 << tries.min(6)).min(STALLED_RETRY_MAX_SECS)
 }
 
-/// What a peer's answer to `GetEpoch` came to.
+/// Why a peer's answer to `GetEpoch` gave no certificate to take.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Offered {
-    /// A certificate that verifies (and the certified record, or none): finalized here (or, from
-    /// [`certified_from`], handed back unapplied).
-    Applied,
+pub enum NotTaken {
     /// The peer answered that it holds no certificate for the epoch.
     NoCertificate,
     /// No answer (busy, timed out, gone).
@@ -282,36 +279,24 @@ pub enum Offered {
     Invalid,
 }
 
-/// Ask `peer` for `epoch`'s certificate and settlement record, and take them only if they hold:
-/// the certificate is for this epoch (and for `announced`, when the peer announced a hash) and
-/// verifies against the validator set (signatures, signers in the set, one round and hash, a
+/// Ask `peer` for `epoch`'s certificate and settlement record, and hand them back only if they
+/// hold: the certificate is for this epoch (and for `announced`, when the peer announced a hash)
+/// and verifies against the validator set (signatures, signers in the set, one round and hash, a
 /// quorum), and a record, if served, is the certified one (its epoch and hash). Anything else is
-/// refused whole (nothing is stored), counted in `bad_certificates` and costs the peer 50 points.
-/// The one place a node takes a certificate from a peer (rounds that time out, and verified
-/// epoch announcements).
-pub async fn take_certified_from(node: &Arc<Node>, net: &NetHandle, peer: PeerId, epoch: u64, announced: Option<Hash32>) -> Offered {
-    match certified_from(node, net, peer, epoch, announced).await {
-        Ok((cert, settlement)) => {
-            finalize(node, cert, settlement).await;
-            Offered::Applied
-        }
-        Err(other) => other,
-    }
-}
-
-/// [`take_certified_from`] without applying anything: the verified certificate and record, or
-/// what the answer came to (refusals counted and penalised the same way).
+/// refused whole, counted in `bad_certificates` and costs the peer 50 points. The one place a node
+/// takes a certificate from a peer (rounds that time out, and verified epoch announcements); the
+/// caller decides whether to apply it (`finalize`).
 pub async fn certified_from(
     node: &Arc<Node>,
     net: &NetHandle,
     peer: PeerId,
     epoch: u64,
     announced: Option<Hash32>,
-) -> Result<(EpochCertificate, Option<Settlement>), Offered> {
+) -> Result<(EpochCertificate, Option<Settlement>), NotTaken> {
     let (settlement, cert) = match net.request(peer, Request::GetEpoch { epoch }).await {
         Ok(Response::Epoch { settlement, certificate: Some(cert) }) => (settlement, cert),
-        Ok(Response::Epoch { certificate: None, .. }) => return Err(Offered::NoCertificate),
-        _ => return Err(Offered::NoAnswer),
+        Ok(Response::Epoch { certificate: None, .. }) => return Err(NotTaken::NoCertificate),
+        _ => return Err(NotTaken::NoAnswer),
     };
     let refusal = if cert.epoch != epoch {
         Some(format!("a certificate of epoch {} when asked for {epoch}", cert.epoch))
@@ -329,7 +314,7 @@ pub async fn certified_from(
             node.counters.bad_certificates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(%peer, epoch, why, "BAD CERTIFICATE refused; nothing applied");
             net.penalize(peer, 50, format!("served epoch {epoch}: {why}"));
-            Err(Offered::Invalid)
+            Err(NotTaken::Invalid)
         }
         None => Ok((cert, settlement)),
     }
@@ -347,7 +332,8 @@ async fn next_round(node: &Arc<Node>, epoch: u64, round: u32) {
         // certificate can certify anything here.
         let peers = if node.certifies_alone() { Vec::new() } else { net.state.connected_peers() };
         for peer in peers {
-            if take_certified_from(node, &net, peer, epoch, None).await == Offered::Applied {
+            if let Ok((cert, settlement)) = certified_from(node, &net, peer, epoch, None).await {
+                finalize(node, cert, settlement).await;
                 return;
             }
         }

@@ -604,9 +604,6 @@ impl EventLoop {
 fn refuse(req: &Request) -> Option<(Response, &'static str)> {
     let error = |code: &str| Response::Error { code: code.to_owned() };
     match req {
-        Request::GetAttestations { ids } if ids.len() > wire::MAX_IDS_PER_MESSAGE => {
-            Some((error("TOO_MANY_IDS"), "GetAttestations with too many ids"))
-        }
         Request::BucketIds { buckets, .. } if buckets.len() > crdt::BUCKETS => Some((error("TOO_MANY_BUCKETS"), "BucketIds with too many buckets")),
         Request::SyncPage { from_epoch, to_epoch, .. } if from_epoch > to_epoch => Some((error("BAD_RANGE"), "SyncPage with an empty range")),
         _ => None,
@@ -634,8 +631,13 @@ fn answer(db: &DbHandle, spec: &ChainSpec, role: Role, history_epochs: u64, req:
             // Once a certificate is held, only the certified record goes with it: a node whose own
             // provisional record lost to the certificate (it lacked records) keeps that record
             // until it resolves the mismatch, and must not pass it off as the certified one (a
-            // peer would refuse the answer and penalise it, consensus::take_certified_from).
-            let settlement = settlement.filter(|s| certificate.as_ref().is_none_or(|c| c.settlement_hash == s.hash()));
+            // peer would refuse the answer and penalise it, consensus::certified_from). A final
+            // epoch's record is the certified one (apply_certificate stored it), so only a
+            // certified but not yet applied epoch's record is hashed to tell.
+            let settlement = match &certificate {
+                Some(c) if !store::is_applied(db, epoch)? => settlement.filter(|s| s.hash() == c.settlement_hash),
+                _ => settlement,
+            };
             Ok(Response::Epoch { settlement, certificate })
         }),
         Request::EpochDigest { epoch } => store::epoch_digest(db, epoch).map(|d| Response::Digest {
@@ -688,8 +690,9 @@ mod tests {
 
     #[test]
     fn abusive_sync_requests_are_refused_before_any_read_and_fair_ones_are_not() {
+        // Too many ids never reach `refuse`: the codec (`Request::decode`) refuses the request.
         let ids = |n: usize| Request::GetAttestations { ids: vec![Id([1; 32]); n] };
-        assert_eq!(code(refuse(&ids(wire::MAX_IDS_PER_MESSAGE + 1))).as_deref(), Some("TOO_MANY_IDS"));
+        assert!(matches!(Request::decode(&ids(wire::MAX_IDS_PER_MESSAGE + 1).encode()), Err(wire::WireError::TooManyIds(_))));
         assert_eq!(code(refuse(&ids(wire::MAX_IDS_PER_MESSAGE))), None);
         let buckets = |n: usize| Request::BucketIds { epoch: 1, buckets: vec![0; n] };
         assert_eq!(code(refuse(&buckets(crdt::BUCKETS + 1))).as_deref(), Some("TOO_MANY_BUCKETS"));

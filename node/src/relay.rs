@@ -16,7 +16,7 @@ use protocol::transfer::TransferRecord;
 use protocol::wire::{self, Id, InvEpoch, Request, Response};
 use tokio::sync::{mpsc, watch};
 
-use crate::consensus::Offered;
+use crate::consensus::NotTaken;
 use crate::network::{Command, NetEvent, NetHandle};
 use crate::service::Node;
 use crate::store::{self, NewAttestation, NewTransfer, Origin, StoredClaim, StoredTransfer};
@@ -531,36 +531,32 @@ async fn on_epoch(node: &Arc<Node>, net: &NetHandle, msg_id: libp2p::gossipsub::
     let acceptance = match held {
         _ if node.certifies_alone() => MessageAcceptance::Ignore,
         Some(cert) if cert.settlement_hash == inv.settlement_hash.0 => MessageAcceptance::Accept,
-        // Another hash than the one certified here. A second certificate for an epoch needs more
-        // than f equivocators in one round, or honest validators that re-voted in a later round
-        // before the first certificate reached them (PROTOCOL.md §12): if the announcer can show a
-        // certificate that verifies, that is a split, not its offence.
-        // Its certificate is checked, never applied: the first certificate applied here stands.
-        Some(ours) => match crate::consensus::certified_from(node, net, source, inv.epoch, Some(inv.settlement_hash.0)).await {
-            Ok(_) => {
-                tracing::error!(
-                    epoch = inv.epoch, peer = %source, ours = %hex::encode(ours.settlement_hash), theirs = %hex::encode(inv.settlement_hash.0),
-                    "CERTIFICATE SPLIT: a peer holds a valid certificate for another hash of this epoch; the first one applied here stands"
-                );
-                MessageAcceptance::Ignore
-            }
-            Err(Offered::NoCertificate) => {
-                net.penalize(source, 50, format!("announced epoch {} with a hash other than the certified one, and no certificate for it", inv.epoch));
-                MessageAcceptance::Reject
-            }
-            Err(Offered::Invalid) => MessageAcceptance::Reject,
-            Err(Offered::NoAnswer | Offered::Applied) => MessageAcceptance::Ignore,
-        },
-        None => match crate::consensus::take_certified_from(node, net, source, inv.epoch, Some(inv.settlement_hash.0)).await {
-            Offered::Applied => MessageAcceptance::Accept,
-            Offered::Invalid => MessageAcceptance::Reject,
+        held => match crate::consensus::certified_from(node, net, source, inv.epoch, Some(inv.settlement_hash.0)).await {
+            Ok((cert, settlement)) => match held {
+                None => {
+                    crate::consensus::finalize(node, cert, settlement).await;
+                    MessageAcceptance::Accept
+                }
+                // Another hash than the one certified here. A second certificate for an epoch needs
+                // more than f equivocators in one round, or honest validators that re-voted in a
+                // later round before the first certificate reached them (PROTOCOL.md §12): a split,
+                // not the announcer's offence. Never applied: the first certificate here stands.
+                Some(ours) => {
+                    tracing::error!(
+                        epoch = inv.epoch, peer = %source, ours = %hex::encode(ours.settlement_hash), theirs = %hex::encode(inv.settlement_hash.0),
+                        "CERTIFICATE SPLIT: a peer holds a valid certificate for another hash of this epoch; the first one applied here stands"
+                    );
+                    MessageAcceptance::Ignore
+                }
+            },
+            Err(NotTaken::Invalid) => MessageAcceptance::Reject,
             // It announced a certificate it does not have: false.
-            Offered::NoCertificate => {
+            Err(NotTaken::NoCertificate) => {
                 net.penalize(source, 50, format!("announced epoch {} certified but served no certificate for it", inv.epoch));
                 MessageAcceptance::Reject
             }
             // Busy, timed out or gone: not proven wrong.
-            Offered::NoAnswer => MessageAcceptance::Ignore,
+            Err(NotTaken::NoAnswer) => MessageAcceptance::Ignore,
         },
     };
     report(acceptance);
