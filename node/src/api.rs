@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use protocol::admin::{self, AdminRecord};
 use protocol::attestation::{self, AttestationRecord, AttestError, Receipt};
 use protocol::canonical_json;
 use protocol::settlement::TransferResult;
@@ -26,7 +27,7 @@ use serde_json::{Value, json};
 use crate::limits::{self, CappedListener, HttpLimits};
 use crate::nonce::ChallengeError;
 use crate::service::Node;
-use crate::store::{self, NewAttestation, NewTransfer, Origin, Refusal, StoredClaim, StoredTransfer};
+use crate::store::{self, NewAdmin, NewAttestation, NewTransfer, Origin, Refusal, StoredClaim, StoredTransfer};
 
 /// An HTTP error in the one shape every client sees.
 #[derive(Debug)]
@@ -136,7 +137,9 @@ pub fn router(node: Arc<Node>, limits: &HttpLimits) -> Router {
     let public = public.layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout));
 
     // Admin work (a backup of a large database) may take longer than a request timeout.
-    let mut admin = Router::new().route("/admin/settle-epoch", post(admin_settle)).route("/admin/backup", post(admin_backup));
+    let mut admin = Router::new()
+        .route("/admin/settle-epoch", post(admin_settle))
+        .route("/admin/attest/key", post(admin_attest_key)).route("/admin/backup", post(admin_backup));
     if let Some(layer) =
         limits::rate_limit_layer(limits.admin_rate_limit_per_minute, limits.admin_rate_limit_burst, "admin", node.metrics.clone())
     {
@@ -326,6 +329,7 @@ fn refused(r: Refusal) -> ApiError {
         Refusal::StaleNonce { .. } => "STALE_NONCE",
         Refusal::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
         Refusal::DuplicateTransfer(_) => "DUPLICATE_TRANSFER",
+        Refusal::StaleEpoch(_) => "STALE_EPOCH",
     };
     let message = match &r {
         Refusal::NonceReplay => "nonce already used".to_owned(),
@@ -837,6 +841,67 @@ async fn admin_settle(State(node): State<Arc<Node>>, headers: HeaderMap, body: R
     Ok(Json(json!({
         "ok": true, "epoch": epoch, "settled_now": new, "settlement_hash": hex::encode(s.hash()),
         "miners": s.entries.len(), "distributed_urtc": s.distributed_urtc,
+    }))
+    .into_response())
+}
+
+/// `POST /admin/attest/key` `{miner, action: status|unpin|set, public_key, note}`: inspect or change
+/// the key a free-form wallet name is pinned to (PROTOCOL.md §7.2). `status` (the default) reads.
+/// `unpin` and `set` sign an admin record with this node's key, which must be one of the chain
+/// spec's admin keys, for the open epoch; every node applies it with that epoch's certified
+/// settlement, so it holds from the next epoch on.
+async fn admin_attest_key(State(node): State<Arc<Node>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    node.check_admin(&headers)?;
+    let body = json_object(&body_bytes(body)?)?;
+    let text = |k: &'static str| -> Result<Option<&str>, ApiError> {
+        match body.get(k) {
+            None | Some(canonical_json::Value::Null) => Ok(None),
+            Some(canonical_json::Value::Str(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(ApiError::bad_request("INVALID_FIELD", format!("`{k}` must be a string"))),
+        }
+    };
+    let miner = text("miner")?.ok_or_else(|| ApiError::bad_request("MISSING_FIELD", "`miner` (the wallet name) is required"))?;
+    let action = text("action")?.unwrap_or("status");
+    let now_ms = node.clock.now_unix_ms();
+    let epoch = node.spec.epoch_at(now_ms / 1000);
+    let key = match (action, text("public_key")?) {
+        ("status", _) => {
+            let st = store::pin_status(&*node.db()?, miner, epoch)?;
+            return Ok(Json(json!({
+                "ok": true, "miner": miner, "epoch": epoch, "pinned_key": st.pinned_key,
+                "pinnable": attestation::valid_miner_id(miner) && !attestation::is_rtc_address(miner),
+                "history": st.history.iter().map(|(e, kind, key)| json!({"epoch": e, "kind": kind, "key": key})).collect::<Vec<_>>(),
+                "pending": st.pending.iter().map(|(e, key, note)| json!({"epoch": e, "key": key, "note": note})).collect::<Vec<_>>(),
+            }))
+            .into_response());
+        }
+        ("unpin", None) => String::new(),
+        ("unpin", Some(_)) => return Err(ApiError::bad_request("INVALID_FIELD", "`unpin` takes no public_key (use `set` to pin the name to a key)")),
+        ("set", Some(k)) => k.to_ascii_lowercase(),
+        ("set", None) => return Err(ApiError::bad_request("MISSING_FIELD", "`set` needs `public_key` (64 hex digits)")),
+        (other, _) => {
+            return Err(ApiError::bad_request("INVALID_ACTION", format!("action must be status, unpin or set, got {other:?}")));
+        }
+    };
+    let note = text("note")?.unwrap_or("");
+    if !admin::admin_keys(&node.spec, &node.key.public()).contains(&node.key.public()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "NOT_AN_ADMIN_NODE",
+            "this node's key is not one of the chain spec's admin.keys: send the request to an admin node",
+        ));
+    }
+    let record = AdminRecord::sign(&node.spec, &node.key, epoch, miner, &key, note, now_ms).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    let id = record.id();
+    let new = NewAdmin { origin: Origin::Miner, id, record, oldest_open_epoch: epoch };
+    match node.writer.admin(new).await.map_err(|e| ApiError::unavailable(e.to_string()))? {
+        Ok(_) => node.announce(id),
+        Err(r) => return Err(refused(r)),
+    }
+    tracing::warn!(wallet = miner, action, key = %key, note, epoch, "ADMIN PIN CHANGE signed: applies from epoch {} once epoch {epoch} is certified", epoch + 1);
+    Ok(Json(json!({
+        "ok": true, "miner": miner, "action": action, "public_key": key, "note": note, "epoch": epoch,
+        "applies_from_epoch": epoch + 1, "record_id": hex::encode(id),
     }))
     .into_response())
 }

@@ -624,7 +624,7 @@ fn answer(db: &DbHandle, spec: &ChainSpec, role: Role, history_epochs: u64, req:
         Request::GetAttestations { ids } => {
             let ids: Vec<Hash32> = ids.into_iter().map(|i| i.0).collect();
             store::records_by_ids(db, &ids, wire::MAX_RECORDS_PER_RESPONSE, wire::MAX_PAGE_BYTES - 4096)
-                .map(|(records, transfers)| Response::Attestations { records, transfers })
+                .map(|r| Response::Attestations { records: r.attestations, transfers: r.transfers, admin: r.admin })
         }
         Request::GetEpoch { epoch } => store::settlement(db, epoch).and_then(|settlement| {
             let certificate = store::certificate(db, epoch)?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use libp2p::PeerId;
 use libp2p::gossipsub::MessageAcceptance;
 use protocol::Hash32;
+use protocol::admin::AdminRecord;
 use protocol::attestation::{self, AttestationRecord};
 use protocol::transfer::TransferRecord;
 use protocol::wire::{self, Id, InvEpoch, Request, Response};
@@ -19,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use crate::consensus::NotTaken;
 use crate::network::{Command, NetEvent, NetHandle};
 use crate::service::Node;
-use crate::store::{self, NewAttestation, NewTransfer, Origin, StoredClaim, StoredTransfer};
+use crate::store::{self, NewAdmin, NewAttestation, NewTransfer, Origin, StoredClaim, StoredTransfer};
 
 /// Concurrent fetches triggered by announcements.
 const MAX_CONCURRENT_FETCHES: usize = 32;
@@ -71,13 +72,14 @@ pub async fn ingest_page(node: &Node, records: Vec<AnyRecord>) -> Vec<Result<boo
     let spec = node.spec.clone();
     let now_slot = node.spec.slot_at(node.clock.now_unix());
     let oldest_open_epoch = crate::consensus::rounds_floor(node);
+    let admins = protocol::admin::admin_keys(&node.spec, &node.key.public());
     let n = records.len();
     // Already-stored records are not verified again (a peer's copy of a record we hold is the same bytes).
     let checked = tokio::task::spawn_blocking(move || {
         records
             .into_iter()
             .zip(known)
-            .map(|(record, known)| if known { Ok(None) } else { check(&spec, now_slot, oldest_open_epoch, record).map(Some) })
+            .map(|(record, known)| if known { Ok(None) } else { check(&spec, &admins, now_slot, oldest_open_epoch, record).map(Some) })
             .collect::<Vec<_>>()
     })
     .await;
@@ -104,16 +106,27 @@ pub async fn ingest_page(node: &Node, records: Vec<AnyRecord>) -> Vec<Result<boo
                 Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
                 Err(e) => Err(IngestError::Storage(e.to_string())),
             },
+            Ok(Some(Checked::Admin(new))) => {
+                let epoch = new.record.epoch;
+                match node.writer.admin(new).await {
+                    Ok(Ok(stored)) => Ok(stored),
+                    Ok(Err(store::Refusal::StaleEpoch(_))) => Err(IngestError::Stale { slot: epoch.saturating_mul(node.spec.slots_per_epoch), epoch }),
+                    Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
+                    Err(e) => Err(IngestError::Storage(e.to_string())),
+                }
+            }
             Err(e) => Err(e),
         }
     });
     futures::future::join_all(writes).await
 }
 
-/// A record as it crosses the wire: an attestation or a transfer, each with its receipt.
+/// A record as it crosses the wire: an attestation or a transfer, each with its receipt, or an
+/// admin pin change (signed by an admin key, no receipt).
 pub enum AnyRecord {
     Attestation(AttestationRecord),
     Transfer(TransferRecord),
+    Admin(AdminRecord),
 }
 
 impl AnyRecord {
@@ -121,6 +134,7 @@ impl AnyRecord {
         match self {
             AnyRecord::Attestation(r) => r.id(),
             AnyRecord::Transfer(r) => r.id(),
+            AnyRecord::Admin(r) => r.id(),
         }
     }
 }
@@ -128,6 +142,7 @@ impl AnyRecord {
 enum Checked {
     Attestation(NewAttestation),
     Transfer(NewTransfer),
+    Admin(NewAdmin),
 }
 
 /// A key signed receipts for one payload at two slots: a hostile (or cloned) receipt signer. Its
@@ -143,7 +158,7 @@ fn punish_receipt_equivocation(node: &Node, signer: [u8; 32]) {
 }
 
 /// Everything the HTTP path checks, plus the receipt: the write a valid record becomes.
-fn check(spec: &protocol::ChainSpec, now_slot: u64, oldest_open_epoch: u64, record: AnyRecord) -> Result<Checked, IngestError> {
+fn check(spec: &protocol::ChainSpec, admins: &[[u8; 32]], now_slot: u64, oldest_open_epoch: u64, record: AnyRecord) -> Result<Checked, IngestError> {
     let future = |slot: u64| {
         if slot > now_slot + 2 {
             return Err(IngestError::Invalid(format!("receipt slot {slot} is in the future (now {now_slot})")));
@@ -164,6 +179,14 @@ fn check(spec: &protocol::ChainSpec, now_slot: u64, oldest_open_epoch: u64, reco
             let slot = future(record.receipt.slot)?;
             let transfer = StoredTransfer::new(spec, &t, slot);
             Ok(Checked::Transfer(NewTransfer { origin: Origin::Peer, id: record.id(), epoch: spec.epoch_of_slot(slot), record, transfer }))
+        }
+        AnyRecord::Admin(record) => {
+            record.verify(spec, admins).map_err(|e| IngestError::Invalid(e.to_string()))?;
+            // A change names the epoch whose settlement applies it: not one that has not begun.
+            if record.epoch > spec.epoch_of_slot(now_slot + 2) {
+                return Err(IngestError::Invalid(format!("admin change for epoch {}, which has not begun", record.epoch)));
+            }
+            Ok(Checked::Admin(NewAdmin { origin: Origin::Peer, id: record.id(), record, oldest_open_epoch }))
         }
     }
 }
@@ -193,10 +216,11 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
         let wanted: BTreeSet<Hash32> = chunk.iter().copied().collect();
         let req = Request::GetAttestations { ids: chunk.iter().map(|i| Id(*i)).collect() };
         let records: Vec<AnyRecord> = match net.request(peer, req).await {
-            Ok(Response::Attestations { records, transfers }) => records
+            Ok(Response::Attestations { records, transfers, admin }) => records
                 .into_iter()
                 .map(AnyRecord::Attestation)
                 .chain(transfers.into_iter().map(AnyRecord::Transfer))
+                .chain(admin.into_iter().map(AnyRecord::Admin))
                 .collect(),
             Ok(Response::Error { code }) => {
                 tracing::debug!(%peer, %code, "peer refused GetAttestations");
@@ -655,5 +679,25 @@ mod tests {
         assert_eq!(f(0, 0, 1, 0), MessageAcceptance::Ignore, "sent an invalid record (penalised apart)");
         assert_eq!(f(0, 1, 0, 0), MessageAcceptance::Ignore, "a failed request is not the peer's proven fault");
         assert_eq!(f(0, 0, 0, 1), MessageAcceptance::Ignore, "not stored here (stale epoch)");
+    }
+
+    /// A peer's admin change is taken only if an admin key signed it, for an epoch that has begun:
+    /// anything else is an invalid record (its sender is penalised by the fetch path).
+    #[test]
+    fn a_peers_admin_change_must_be_signed_by_an_admin_key_for_a_begun_epoch() {
+        let mut spec = protocol::ChainSpec::builtin("devnet").unwrap();
+        let admin = protocol::crypto::Keypair::from_seed(&[9; 32]);
+        let outsider = protocol::crypto::Keypair::from_seed(&[10; 32]);
+        spec.admin.keys = vec![hex::encode(admin.public())];
+        let admins = protocol::admin::admin_keys(&spec, &outsider.public());
+        let now_slot = 10 * spec.slots_per_epoch;
+        let rec = |key: &protocol::crypto::Keypair, epoch| AdminRecord::sign(&spec, key, epoch, "w", "", "", 1).unwrap();
+        assert!(matches!(check(&spec, &admins, now_slot, 0, AnyRecord::Admin(rec(&admin, 10))), Ok(Checked::Admin(_))));
+        let refused = |r| matches!(check(&spec, &admins, now_slot, 0, AnyRecord::Admin(r)), Err(IngestError::Invalid(_)));
+        assert!(refused(rec(&outsider, 10)), "signed by a key that is not an admin key");
+        assert!(refused(rec(&admin, 11)), "an epoch that has not begun");
+        let mut forged = rec(&admin, 10);
+        forged.key = hex::encode(outsider.public());
+        assert!(refused(forged), "a field changed after signing");
     }
 }

@@ -38,6 +38,10 @@ impl Clock {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
     }
 
+    pub fn now_unix_ms(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+
     /// Time left until unix second `t` begins (zero once it has), to the millisecond, so that
     /// nodes with the same clock act at the same moment rather than up to a second apart.
     pub fn until_unix(&self, t: u64) -> Duration {

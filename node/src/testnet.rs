@@ -102,6 +102,8 @@ pub fn init(args: &InitArgs, now_unix: u64) -> anyhow::Result<Testnet> {
     spec.slot_seconds = args.slot_seconds;
     spec.slots_per_epoch = args.slots_per_epoch;
     spec.settlement_grace_slots = args.grace_slots;
+    // The primary (validator 0) is the network's admin node: its key signs pin changes (§7.2).
+    spec.admin.keys = vec![validator_keys[0].clone()];
     spec.validators = validator_keys;
     let addr_of = |i: usize| p2p_addr(&hosts[i].0, hosts[i].2, &nodes[i].1);
     if args.spec_bootnodes {
@@ -230,6 +232,7 @@ mod tests {
         let t = init(&a, 1_000).unwrap();
         let spec = ChainSpec::from_toml(&std::fs::read_to_string(&t.spec_path).unwrap()).unwrap();
         assert_eq!(spec.validators.len(), 2);
+        assert_eq!(spec.admin.keys, spec.validators[..1], "the primary is the admin node");
         let expected: Vec<String> =
             t.nodes.iter().zip(["primary", "relay1", "archive"]).map(|((_, peer, _), h)| format!("/dns4/{h}/tcp/8545/p2p/{peer}")).collect();
         assert_eq!(spec.bootnodes, expected);

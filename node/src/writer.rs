@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use protocol::consensus::{EpochCertificate, Vote};
 
 use crate::metrics::Metrics;
-use crate::store::{self, AnchorRecord, Applied, DbHandle, NewAttestation, NewTransfer, Refusal, StoreError, VoteOutcome};
+use crate::store::{self, AnchorRecord, Applied, DbHandle, NewAdmin, NewAttestation, NewTransfer, Refusal, StoreError, VoteOutcome};
 
 /// Most writes folded into one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -25,6 +25,7 @@ pub const MAX_BATCH: usize = 512;
 pub enum WriteOp {
     Attest(Box<NewAttestation>, oneshot::Sender<Result<Result<store::Inserted, Refusal>, WriteFailed>>),
     Transfer(Box<NewTransfer>, oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>),
+    Admin(Box<NewAdmin>, oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>),
     /// Settle an epoch; `in_order` when the epoch manager settles it as the next one, which
     /// records how far it got (where it resumes after a restart).
     Settle { epoch: u64, in_order: bool, reply: oneshot::Sender<Result<(Settlement, bool), WriteFailed>> },
@@ -151,6 +152,13 @@ impl Writer {
         rx.await.map_err(|_| WriteFailed("the write was not completed (storage failure or shutdown)".into()))?
     }
 
+    /// Store a verified admin pin change (PROTOCOL.md §7.2).
+    pub async fn admin(&self, a: NewAdmin) -> Result<Result<bool, Refusal>, WriteFailed> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteOp::Admin(Box::new(a), reply)).await?;
+        rx.await.map_err(|_| WriteFailed("the write was not completed (storage failure or shutdown)".into()))?
+    }
+
     /// Settle `epoch` (again) out of the epoch manager's order: a recompute, a manual settlement.
     pub async fn settle(&self, epoch: u64) -> Result<(Settlement, bool), WriteFailed> {
         self.settle_op(epoch, false).await
@@ -198,7 +206,8 @@ impl Writer {
 
 enum Pending {
     Attest(oneshot::Sender<Result<Result<store::Inserted, Refusal>, WriteFailed>>, Result<store::Inserted, Refusal>, u64),
-    Transfer(oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>, Result<bool, Refusal>),
+    /// A transfer or an admin change: whether it was new, or why it was refused.
+    Record(oneshot::Sender<Result<Result<bool, Refusal>, WriteFailed>>, Result<bool, Refusal>),
     /// The reply, the settlement and whether it changed, and whether the epoch manager settled it in order.
     Settle(oneshot::Sender<Result<(Settlement, bool), WriteFailed>>, (Settlement, bool), bool),
     Vote(oneshot::Sender<Result<VoteOutcome, WriteFailed>>, VoteOutcome),
@@ -250,8 +259,12 @@ fn apply_op(ctx: &Ctx, w: &redb::WriteTransaction, op: WriteOp, pending: &mut Ve
             Err(e) => return Err((e, Some(WriteOp::Attest(a, reply)))),
         },
         WriteOp::Transfer(t, reply) => match store::insert_transfer(w, &t) {
-            Ok(outcome) => pending.push(Pending::Transfer(reply, outcome)),
+            Ok(outcome) => pending.push(Pending::Record(reply, outcome)),
             Err(e) => return Err((e, Some(WriteOp::Transfer(t, reply)))),
+        },
+        WriteOp::Admin(a, reply) => match store::insert_admin(w, &a) {
+            Ok(outcome) => pending.push(Pending::Record(reply, outcome)),
+            Err(e) => return Err((e, Some(WriteOp::Admin(a, reply)))),
         },
         WriteOp::Settle { epoch, in_order, reply } => {
             let settled = store::settle_epoch(w, &ctx.spec, epoch).and_then(|s| {
@@ -323,7 +336,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
             for p in pending {
                 match p {
                     Pending::Attest(reply, outcome, _) => drop(reply.send(Ok(outcome))),
-                    Pending::Transfer(reply, outcome) => drop(reply.send(Ok(outcome))),
+                    Pending::Record(reply, outcome) => drop(reply.send(Ok(outcome))),
                     Pending::Settle(reply, s, _) => drop(reply.send(Ok(s))),
                     Pending::Vote(reply, o) => drop(reply.send(Ok(o))),
                     Pending::Certify(reply, a) => drop(reply.send(Ok(a))),
@@ -341,7 +354,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
             for p in pending {
                 match p {
                     Pending::Attest(reply, ..) => drop(reply.send(Err(failed.clone()))),
-                    Pending::Transfer(reply, _) => drop(reply.send(Err(failed.clone()))),
+                    Pending::Record(reply, _) => drop(reply.send(Err(failed.clone()))),
                     Pending::Settle(reply, ..) => drop(reply.send(Err(failed.clone()))),
                     Pending::Vote(reply, _) => drop(reply.send(Err(failed.clone()))),
                     Pending::Certify(reply, _) => drop(reply.send(Err(failed.clone()))),
@@ -353,7 +366,7 @@ fn commit_batch(ctx: &Ctx, batch: &mut Vec<WriteOp>) {
             for op in failed_op.into_iter().chain(ops) {
                 match op {
                     WriteOp::Attest(_, reply) => drop(reply.send(Err(failed.clone()))),
-                    WriteOp::Transfer(_, reply) => drop(reply.send(Err(failed.clone()))),
+                    WriteOp::Transfer(_, reply) | WriteOp::Admin(_, reply) => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Settle { reply, .. } => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Vote(_, reply) => drop(reply.send(Err(failed.clone()))),
                     WriteOp::Certify(_, reply) => drop(reply.send(Err(failed.clone()))),

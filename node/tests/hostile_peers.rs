@@ -40,7 +40,7 @@ async fn show_only_to(key: Keypair, network: String, target: libp2p::Multiaddr, 
                     message: request_response::Message::Request { request: Request::GetAttestations { .. }, channel, .. },
                     ..
                 })) => {
-                    let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Attestations { records: vec![record.clone()], transfers: vec![] });
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Attestations { records: vec![record.clone()], transfers: vec![], admin: vec![] });
                     served = true;
                 }
                 SwarmEvent::ConnectionClosed { num_established: 0, .. } if served => return true,
@@ -226,7 +226,7 @@ fn random_id(i: u64, salt: u8) -> Id {
 /// What an honest node answers when it has nothing: no records, an empty digest, an empty page.
 fn answer_nothing(req: &Request) -> Response {
     match req {
-        Request::GetAttestations { .. } => Response::Attestations { records: vec![], transfers: vec![] },
+        Request::GetAttestations { .. } => Response::Attestations { records: vec![], transfers: vec![], admin: vec![] },
         Request::GetEpoch { .. } => Response::Epoch { settlement: None, certificate: None },
         Request::EpochDigest { epoch } => Response::Digest { epoch: *epoch, buckets: Default::default(), records: 0 },
         Request::BucketIds { .. } | Request::SyncPage { .. } => Response::Page { ids: vec![], next: None },

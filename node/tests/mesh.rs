@@ -192,7 +192,7 @@ fn a_hostile_peer_is_banned_and_honest_nodes_keep_working() {
                     message: request_response::Message::Request { request: Request::GetAttestations { .. }, channel, .. },
                     ..
                 }))) => {
-                    let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Attestations { records: vec![forged.clone()], transfers: vec![] });
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Attestations { records: vec![forged.clone()], transfers: vec![], admin: vec![] });
                 }
                 _ => {}
             }

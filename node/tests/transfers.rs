@@ -292,7 +292,7 @@ async fn relay_when_ready(key: Keypair, network: String, target: libp2p::Multiad
                     message: request_response::Message::Request { request: Request::GetAttestations { .. }, channel, .. }, ..
                 })) => {
                     let transfers = held.iter().cloned().collect();
-                    let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Attestations { records: vec![], transfers });
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Attestations { records: vec![], transfers, admin: vec![] });
                 }
                 // Sent; the swarm keeps running a little, or the answer may be lost with it.
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::ResponseSent { .. })) if held.is_some() => {

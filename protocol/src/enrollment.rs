@@ -78,10 +78,14 @@ impl EntropyVerdict {
 }
 
 /// What a binding binds: a machine to its entropy profile, a hardware serial to a wallet, or a
-/// free-form wallet name to a key. Declared in the order of their names (`profile` < `serial` <
-/// `wallet_key`): the settlement record lists bindings in this order.
+/// free-form wallet name to a key; or an admin's change of a name's key. Declared in the order of
+/// their names (`admin_key` < `profile` < `serial` < `wallet_key`): the settlement record lists
+/// bindings in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BindingKind {
+    /// key = wallet name, owner = the key an admin pinned it to, or "" (unpinned): an admin
+    /// record's change (`admin::changes`, §7.2). It overrides every earlier pin of the name.
+    AdminKey,
     /// key = machine ([`Claim::machine`]), owner = its entropy profile (`Profile::to_text`).
     Profile,
     /// key = serial hash, owner = wallet.
@@ -93,6 +97,7 @@ pub enum BindingKind {
 impl BindingKind {
     pub fn as_str(&self) -> &'static str {
         match self {
+            BindingKind::AdminKey => "admin_key",
             BindingKind::Serial => "serial",
             BindingKind::Profile => "profile",
             BindingKind::WalletKey => "wallet_key",
@@ -101,6 +106,7 @@ impl BindingKind {
 
     pub fn parse(s: &str) -> Option<BindingKind> {
         match s {
+            "admin_key" => Some(BindingKind::AdminKey),
             "serial" => Some(BindingKind::Serial),
             "profile" => Some(BindingKind::Profile),
             "wallet_key" => Some(BindingKind::WalletKey),
@@ -111,6 +117,27 @@ impl BindingKind {
 
 /// Bindings in force: (kind, key) -> owner.
 pub type Bindings = BTreeMap<(BindingKind, String), String>;
+
+/// The key a free-form wallet name is pinned to for claims of `epoch`, from the certified
+/// settlements' `wallet_key` pins and `admin_key` changes of that name (`(epoch, kind, owner)`, any
+/// order; entries of `epoch` or later are ignored): the latest admin change if it names a key;
+/// otherwise the earliest pin after the latest admin change (after nothing, if there was none);
+/// `None`: unpinned. A function of the set of certified settlements, so every node that applied
+/// the same ones, in whatever order, agrees (PROTOCOL.md §7.2).
+pub fn key_in_force<'a>(log: impl IntoIterator<Item = (u64, BindingKind, &'a str)>, epoch: u64) -> Option<String> {
+    let log: Vec<(u64, BindingKind, &str)> = log.into_iter().filter(|e| e.0 < epoch).collect();
+    let admin = log.iter().filter(|e| e.1 == BindingKind::AdminKey).max_by_key(|e| e.0);
+    match admin {
+        Some((_, _, owner)) if !owner.is_empty() => Some((*owner).to_owned()),
+        _ => {
+            let since = admin.map(|a| a.0);
+            log.iter()
+                .filter(|e| e.1 == BindingKind::WalletKey && since.is_none_or(|s| e.0 > s))
+                .min_by_key(|e| e.0)
+                .map(|e| e.2.to_owned())
+        }
+    }
+}
 
 /// The earliest claim on something within one epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -319,6 +346,43 @@ mod tests {
         assert_eq!(e.enrolled["w"].weight, 30);
         // Nothing new: "b" and "thief" were bound before or lose; "w" is pinned.
         assert_eq!(e.new_bindings, certified(&[(BindingKind::WalletKey, "b", "kb"), (BindingKind::WalletKey, "thief", "kt")]));
+    }
+
+    #[test]
+    fn an_admin_change_overrides_pins_until_the_next_one() {
+        use BindingKind::{AdminKey, WalletKey};
+        let log = [(3, WalletKey, "k1"), (5, AdminKey, ""), (7, WalletKey, "k2"), (9, WalletKey, "k3"), (10, AdminKey, "k4")];
+        let at = |e: u64| key_in_force(log.iter().copied(), e);
+        assert_eq!(at(3), None, "a pin holds from the next epoch");
+        assert_eq!(at(4), Some("k1".into()));
+        assert_eq!(at(6), None, "unpinned by the admin");
+        assert_eq!(at(8), Some("k2".into()), "pinned again by the first key after the unpin");
+        assert_eq!(at(10), Some("k2".into()), "a later pin (made without knowing) does not move it");
+        assert_eq!(at(11), Some("k4".into()), "set by the admin");
+        // A pin in the admin change's own epoch was judged before it: the change wins.
+        assert_eq!(key_in_force([(5, WalletKey, "k9"), (5, AdminKey, "")], 6), None);
+    }
+
+    proptest! {
+        #[test]
+        fn the_key_in_force_does_not_depend_on_the_order_settlements_were_applied(
+            log in prop::collection::btree_map(0u64..12, (any::<bool>(), 0u8..3), 0..10),
+            seed in any::<u64>(),
+            at in 0u64..14,
+        ) {
+            let owners = ["", "k1", "k2"];
+            let entries: Vec<(u64, BindingKind, &str)> = log
+                .iter()
+                .map(|(e, (admin, o))| if *admin { (*e, BindingKind::AdminKey, owners[*o as usize]) } else { (*e, BindingKind::WalletKey, owners[1 + (*o as usize) % 2]) })
+                .collect();
+            let mut shuffled = entries.clone();
+            let mut x = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            prop_assert_eq!(key_in_force(entries, at), key_in_force(shuffled, at));
+        }
     }
 
     #[test]

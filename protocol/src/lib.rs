@@ -1,6 +1,7 @@
 //! RustChain consensus rules. Pure: no I/O, no clock, no floats in anything that is settled.
 //! The node feeds these functions the current slot and the stored records; they decide.
 
+pub mod admin;
 pub mod attestation;
 pub mod canonical_json;
 pub mod consensus;

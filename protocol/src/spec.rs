@@ -47,6 +47,11 @@ pub struct AdminSettings {
     /// Whether `POST /admin/settle-epoch` may settle an ended epoch before its grace period is over.
     #[serde(default = "yes")]
     pub manual_settlement: bool,
+    /// Public keys (hex) of the nodes that may change a wallet name's pinned key
+    /// (`POST /admin/attest/key`, PROTOCOL.md §7.2). Empty: the node's own key when `validators` is
+    /// empty too (a lone node administers itself), none otherwise.
+    #[serde(default)]
+    pub keys: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -55,7 +60,7 @@ fn yes() -> bool {
 
 impl Default for AdminSettings {
     fn default() -> Self {
-        AdminSettings { manual_settlement: true }
+        AdminSettings { manual_settlement: true, keys: Vec::new() }
     }
 }
 
@@ -126,6 +131,11 @@ impl ChainSpec {
         let distinct: std::collections::BTreeSet<String> = self.validators.iter().map(|v| v.to_ascii_lowercase()).collect();
         if distinct.len() != self.validators.len() {
             return Err(SpecError::Invalid("validators must be distinct"));
+        }
+        for k in &self.admin.keys {
+            if k.len() != 64 || !k.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return Err(SpecError::Invalid("admin.keys must be 64-lower-case-hex-character Ed25519 public keys"));
+            }
         }
         if self.genesis_unix > 1 << 40 {
             return Err(SpecError::Invalid("genesis_unix is not a plausible unix time"));

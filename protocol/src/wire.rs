@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
+use crate::admin::AdminRecord;
 use crate::attestation::AttestationRecord;
 use crate::consensus::{EpochCertificate, Vote};
 use crate::crypto::Hash32;
@@ -112,6 +113,9 @@ pub enum Response {
         records: Vec<AttestationRecord>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         transfers: Vec<TransferRecord>,
+        /// Admin pin changes (§7.2), absent when there are none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        admin: Vec<AdminRecord>,
     },
     Epoch { settlement: Option<Settlement>, certificate: Option<EpochCertificate> },
     /// A page of `(epoch, id)`; `next` is the cursor for the following page, if any.
@@ -160,8 +164,8 @@ impl RequestKind {
     fn check_answer(self, r: &Response) -> Result<(), WireError> {
         let (count, most) = match (self, r) {
             (_, Response::Error { .. }) | (RequestKind::GetEpoch, Response::Epoch { .. }) => return Ok(()),
-            (RequestKind::GetAttestations, Response::Attestations { records, transfers }) => {
-                (records.len() + transfers.len(), MAX_RECORDS_PER_RESPONSE)
+            (RequestKind::GetAttestations, Response::Attestations { records, transfers, admin }) => {
+                (records.len() + transfers.len() + admin.len(), MAX_RECORDS_PER_RESPONSE)
             }
             (RequestKind::EpochDigest, Response::Digest { buckets, .. }) => {
                 if buckets.keys().any(|b| usize::from(*b) >= DIGEST_BUCKETS) {

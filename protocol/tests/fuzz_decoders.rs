@@ -429,7 +429,7 @@ fn seed_requests() -> Vec<Request> {
 
 fn seed_responses() -> Vec<Response> {
     vec![
-        Response::Attestations { records: vec![seed_record()], transfers: vec![seed_transfer_record()] },
+        Response::Attestations { records: vec![seed_record()], transfers: vec![seed_transfer_record()], admin: vec![] },
         Response::Epoch { settlement: Some(seed_settlement()), certificate: Some(seed_certificate()) },
         Response::Page { ids: vec![(1, Id([1; 32])), (2, Id([2; 32]))], next: Some((2, Id([2; 32]))) },
         Response::Digest { epoch: 9, buckets: [(1u16, Id([1; 32])), (4095, Id([2; 32]))].into(), records: 2 },
@@ -504,7 +504,7 @@ fn check_gossip(bytes: &[u8]) -> Result<(), TestCaseError> {
 fn verify_response(r: &Response) -> Result<(), TestCaseError> {
     let spec = devnet();
     match r {
-        Response::Attestations { records, transfers } => {
+        Response::Attestations { records, transfers, .. } => {
             for rec in records {
                 let _ = (rec.verify(&spec), rec.id());
             }
@@ -559,7 +559,7 @@ fn check_sync(bytes: &[u8]) -> Result<(), TestCaseError> {
             prop_assert_eq!(Some(&r), by_wire.as_ref(), "an answer decodes as another value than a response");
             let within = match (&r, kind) {
                 (Response::Error { .. }, _) | (Response::Epoch { .. }, RequestKind::GetEpoch) => true,
-                (Response::Attestations { records, transfers }, RequestKind::GetAttestations) => records.len() + transfers.len() <= wire::MAX_RECORDS_PER_RESPONSE,
+                (Response::Attestations { records, transfers, admin }, RequestKind::GetAttestations) => records.len() + transfers.len() + admin.len() <= wire::MAX_RECORDS_PER_RESPONSE,
                 (Response::Digest { buckets, .. }, RequestKind::EpochDigest) => buckets.keys().all(|b| usize::from(*b) < wire::DIGEST_BUCKETS),
                 (Response::Page { ids, .. }, RequestKind::BucketIds) => ids.len() <= wire::MAX_IDS_PER_BUCKET_ANSWER,
                 (Response::Page { ids, .. }, RequestKind::SyncPage) => ids.len() <= wire::MAX_IDS_PER_PAGE,
