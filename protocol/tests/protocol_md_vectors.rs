@@ -2,7 +2,8 @@
 //! document's own inputs with the crate's code: a settlement record's canonical bytes and hash
 //! (§8), a vote's signed bytes and signature (§12), an attestation record id (§6) and a transfer
 //! record id (§13.3). The registry root (§11) is checked in `crdt/tests/protocol_md_vectors.rs`.
-//! Editing any byte of a vector, or changing the code's encoding, fails here.
+//! Editing any byte of a vector, or changing the code's encoding, fails here. Also docs/API.md's
+//! settlement answer: its record's hash and its certificate's votes.
 
 mod doc_vectors;
 
@@ -187,6 +188,45 @@ fn transfer_record_id_on(v: &Vectors) {
     let t = record.verify(&spec).expect("a valid transfer record");
     assert_eq!(t.tx_hash(), v.text("transfer.tx_hash"));
     expect_hex(v, "transfer.record_id", &record.id());
+}
+
+/// docs/API.md's `GET /api/epoch/{n}/settlement` example: its record hashes to its
+/// `settlement_hash`, the shares are the rule's, and its certificate's votes verify (PROTOCOL.md §12).
+#[test]
+fn api_md_settlement_example() {
+    let doc = include_str!("../../docs/API.md");
+    let at = doc.find("curl $NODE/api/epoch/1410610/settlement").expect("the example's request");
+    let rest = &doc[at..];
+    let start = rest.find("```json\n").expect("the example's answer") + "```json\n".len();
+    let answer: Value = serde_json::from_str(&rest[start..start + rest[start..].find("```").unwrap()]).expect("JSON");
+    let record = &answer["record"];
+    let s = settle_from_record(record, &serde_json::json!({}));
+    assert_eq!(&s.to_json(), record, "the example's record is not what settle() gives for its weights");
+    let hash = hex::encode(s.hash());
+    assert_eq!(answer["settlement_hash"], hash.as_str());
+    let cert = &answer["certificate"];
+    assert_eq!(cert["settlement_hash"], hash.as_str());
+    let spec = ChainSpec::builtin(record["network_id"].as_str().unwrap()).unwrap();
+    let (epoch, round) = (cert["epoch"].as_u64().unwrap(), cert["round"].as_u64().unwrap() as u32);
+    assert_eq!(epoch, answer["epoch"].as_u64().unwrap());
+    let key = |x: &Value| -> [u8; 32] { hex::decode(x.as_str().unwrap()).unwrap().try_into().unwrap() };
+    let validators: BTreeSet<[u8; 32]> = cert["signers"].as_array().unwrap().iter().map(key).collect();
+    assert_eq!(answer["validators"].as_u64(), Some(validators.len() as u64), "a lone node: the signers are the set");
+    assert_eq!(answer["quorum"].as_u64(), Some(protocol::consensus::quorum(validators.len()) as u64));
+    for v in cert["votes"].as_array().unwrap() {
+        let vote = Vote {
+            epoch,
+            round,
+            settlement_hash: s.hash(),
+            registry_digest: key(&v["registry_digest"]),
+            validator: key(&v["validator"]),
+            signature: hex::decode(v["signature"].as_str().unwrap()).unwrap().try_into().unwrap(),
+        };
+        vote.verify(&spec, &validators).expect("the example's vote verifies");
+    }
+    let grouped = &answer["votes"][0];
+    assert_eq!((grouped["round"].as_u64(), &grouped["settlement_hash"]), (Some(u64::from(round)), &Value::from(hash)));
+    assert_eq!(grouped["validators"], cert["signers"]);
 }
 
 /// A check of one kind of vector.
