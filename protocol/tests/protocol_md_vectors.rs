@@ -190,6 +190,34 @@ fn transfer_record_id_on(v: &Vectors) {
     expect_hex(v, "transfer.record_id", &record.id());
 }
 
+#[test]
+fn admin_record_id() {
+    admin_record_id_on(&vectors());
+}
+
+fn admin_record_id_on(v: &Vectors) {
+    let spec = ChainSpec::builtin(&v.text("admin.network_id")).expect("a built-in network");
+    let admin = seed(v, "admin.seed");
+    expect_hex(v, "admin.admin_key", &admin.public());
+    let (epoch, wallet, key, note, issued) =
+        (v.uint("admin.epoch"), v.text("admin.wallet"), v.text("admin.key"), v.text("admin.note"), v.uint("admin.issued_unix_ms"));
+    let digest = sha256_parts(
+        "rustchain/admin-pin/v1",
+        &[spec.network_id.as_bytes(), &epoch.to_be_bytes(), wallet.as_bytes(), key.as_bytes(), note.as_bytes(), &issued.to_be_bytes()],
+    );
+    expect_hex(v, "admin.signed_digest", &digest);
+    expect_hex(v, "admin.signature", &admin.sign(&digest));
+    let record = protocol::admin::AdminRecord::sign(&spec, &admin, epoch, &wallet, &key, &note, issued).expect("valid fields");
+    record.verify(&spec, &[admin.public()]).expect("the record verifies");
+    let id = sha256_parts(
+        "rustchain/admin-record/v1",
+        &[&epoch.to_be_bytes(), wallet.as_bytes(), key.as_bytes(), note.as_bytes(), &issued.to_be_bytes(), &admin.public(), &record.signature],
+    );
+    assert_eq!(id, record.id());
+    expect_hex(v, "admin.record_id", &id);
+    expect_hex(v, "admin.cbor", &record.to_cbor());
+}
+
 /// docs/API.md's `GET /api/epoch/{n}/settlement` example: its record hashes to its
 /// `settlement_hash`, the shares are the rule's, and its certificate's votes verify (PROTOCOL.md §12).
 #[test]
@@ -236,15 +264,16 @@ type Check = fn(&Vectors);
 /// test), and each test reads every vector of its kind: a vector nobody checks fails too.
 #[test]
 fn every_vector_is_checked() {
-    let kinds = ["settlement.", "vote.", "attestation.", "transfer.", "registry."];
+    let kinds = ["settlement.", "vote.", "attestation.", "transfer.", "admin.", "registry."];
     let v = vectors();
     let stray: Vec<&str> = v.names().filter(|n| !kinds.iter().any(|k| n.starts_with(k))).collect();
     assert!(stray.is_empty(), "vectors no test checks: {stray:?}");
-    let checks: [(&str, Check); 4] = [
+    let checks: [(&str, Check); 5] = [
         ("settlement.", settlement_record_bytes_and_hash_on),
         ("vote.", vote_signed_bytes_and_signature_on),
         ("attestation.", attestation_record_id_on),
         ("transfer.", transfer_record_id_on),
+        ("admin.", admin_record_id_on),
     ];
     for (kind, check) in checks {
         let v = vectors();
