@@ -4,7 +4,7 @@
 //!   `/admin/settle-epoch` (canonical JSON, then their fields as the handlers read them);
 //! - canonical JSON and its re-encoding;
 //! - peer messages: gossip announcements and votes, sync requests and responses (as the node's sync
-//!   codec reads them, with ciborium as a cross-check), attestation and transfer records,
+//!   codec reads them, with ciborium as a cross-check), attestation, transfer and admin records,
 //!   settlements and certificates in CBOR (also what the database holds);
 //! - chain spec TOML.
 //!
@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 use proptest::prelude::*;
+use protocol::admin::AdminRecord;
 use protocol::attestation::{self, AttestationRecord, Receipt, sign_request};
 use protocol::canonical_json;
 use protocol::consensus::{EpochCertificate, ValidatorKey, Vote};
@@ -408,6 +409,14 @@ fn seed_transfer_record() -> TransferRecord {
     TransferRecord::accept(&spec, &Keypair::from_seed(&[7; 32]), &t, 1234)
 }
 
+fn admin_key() -> Keypair {
+    Keypair::from_seed(&[0x42; 32])
+}
+
+fn seed_admin_record() -> AdminRecord {
+    AdminRecord::sign(&devnet(), &admin_key(), 12, "alice-g4", &hex::encode(miner_key().public()), "lost key", 1_700_000_000_123).unwrap()
+}
+
 fn seed_votes() -> Vec<Vote> {
     let hash = seed_settlement().hash();
     [validator_key(), Keypair::from_seed(&[10; 32])].iter().map(|k| Vote::sign(&devnet(), k, 77, 0, hash, [4; 32])).collect()
@@ -429,7 +438,7 @@ fn seed_requests() -> Vec<Request> {
 
 fn seed_responses() -> Vec<Response> {
     vec![
-        Response::Attestations { records: vec![seed_record()], transfers: vec![seed_transfer_record()], admin: vec![] },
+        Response::Attestations { records: vec![seed_record()], transfers: vec![seed_transfer_record()], admin: vec![seed_admin_record()] },
         Response::Epoch { settlement: Some(seed_settlement()), certificate: Some(seed_certificate()) },
         Response::Page { ids: vec![(1, Id([1; 32])), (2, Id([2; 32]))], next: Some((2, Id([2; 32]))) },
         Response::Digest { epoch: 9, buckets: [(1u16, Id([1; 32])), (4095, Id([2; 32]))].into(), records: 2 },
@@ -504,9 +513,15 @@ fn check_gossip(bytes: &[u8]) -> Result<(), TestCaseError> {
 fn verify_response(r: &Response) -> Result<(), TestCaseError> {
     let spec = devnet();
     match r {
-        Response::Attestations { records, transfers, .. } => {
+        Response::Attestations { records, transfers, admin } => {
             for rec in records {
                 let _ = (rec.verify(&spec), rec.id());
+            }
+            for a in admin {
+                if a.verify(&spec, &[admin_key().public()]).is_ok() {
+                    prop_assert_eq!(a, &seed_admin_record(), "an admin record nobody signed verifies");
+                }
+                let _ = a.id();
             }
             for t in transfers {
                 if t.verify(&spec).is_ok() {
@@ -578,8 +593,8 @@ fn check_sync(bytes: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Transfer records (gossiped in `Attestations` answers and stored) and certificates (in `Epoch`
-/// answers and stored, read with ciborium).
+/// Transfer and admin records (gossiped in `Attestations` answers and stored) and certificates (in
+/// `Epoch` answers and stored, read with ciborium).
 fn check_transfer_record(bytes: &[u8]) -> Result<(), TestCaseError> {
     let spec = devnet();
     if let Ok(rec) = TransferRecord::from_cbor(bytes) {
@@ -590,6 +605,13 @@ fn check_transfer_record(bytes: &[u8]) -> Result<(), TestCaseError> {
         }
         let back = TransferRecord::from_cbor(&rec.to_cbor());
         prop_assert!(back.is_ok_and(|b| b == rec), "decoded transfer record does not round-trip");
+    }
+    if let Ok(a) = AdminRecord::from_cbor(bytes) {
+        let _ = a.id();
+        if a.verify(&spec, &[admin_key().public()]).is_ok() {
+            prop_assert_eq!(&a, &seed_admin_record(), "an admin record nobody signed verifies");
+        }
+        prop_assert!(AdminRecord::from_cbor(&a.to_cbor()).is_ok_and(|b| b == a), "decoded admin record does not round-trip");
     }
     if let Ok(c) = ciborium::from_reader::<EpochCertificate, _>(bytes) {
         if c.verify(&spec, &validators()).is_ok() {
@@ -682,13 +704,13 @@ proptest! {
     }
 
     #[test]
-    fn transfer_record_cbor_mutations(cert in any::<bool>(), edits in prop::collection::vec(byte_edit(), 1..6)) {
-        static SEEDS: LazyLock<[Vec<u8>; 2]> = LazyLock::new(|| {
+    fn transfer_record_cbor_mutations(which in 0usize..3, edits in prop::collection::vec(byte_edit(), 1..6)) {
+        static SEEDS: LazyLock<[Vec<u8>; 3]> = LazyLock::new(|| {
             let mut out = Vec::new();
             ciborium::into_writer(&seed_certificate(), &mut out).unwrap();
-            [seed_transfer_record().to_cbor(), out]
+            [seed_transfer_record().to_cbor(), out, seed_admin_record().to_cbor()]
         });
-        check_transfer_record(&apply(SEEDS[cert as usize].clone(), &edits))?;
+        check_transfer_record(&apply(SEEDS[which].clone(), &edits))?;
     }
 
     #[test]
