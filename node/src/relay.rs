@@ -41,6 +41,43 @@ const _: () = assert!(
         && FETCH_CHUNK * (attestation::MAX_BODY_BYTES + 4096) <= wire::MAX_PAGE_BYTES - 4096
         && protocol::transfer::MAX_BODY_BYTES <= attestation::MAX_BODY_BYTES
 );
+/// New records one peer may deliver: this many a second, after a burst of [`PEER_RECORDS_BURST`]
+/// (PROTOCOL.md §10.5). Far above an honest network's rate (100,000 miners attesting once an epoch
+/// are a few records a second); it bounds how fast one peer can fill the disk with records it
+/// minted (valid ones cost it only keys of its own), as the per-IP limit bounds an HTTP client.
+pub const PEER_RECORDS_PER_SECOND: u32 = 500;
+pub const PEER_RECORDS_BURST: u32 = 20_000;
+
+/// The per-peer record budget ([`PEER_RECORDS_PER_SECOND`]).
+pub type PeerBudget = governor::DefaultKeyedRateLimiter<PeerId>;
+
+pub fn peer_budget() -> PeerBudget {
+    let rate = std::num::NonZeroU32::new(PEER_RECORDS_PER_SECOND).expect("positive");
+    let burst = std::num::NonZeroU32::new(PEER_RECORDS_BURST).expect("positive");
+    governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
+}
+
+/// Take `n` records from `peer`'s budget: `Ok` when they fit now, or how long until they do.
+fn take_budget(budget: &PeerBudget, peer: &PeerId, n: usize) -> Result<(), Duration> {
+    use governor::clock::{Clock, DefaultClock};
+    let Some(n) = u32::try_from(n).ok().and_then(std::num::NonZeroU32::new) else { return Ok(()) };
+    match budget.check_key_n(peer, n) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now()).max(Duration::from_millis(1))),
+        // More than a whole burst at once: never, chunks are far smaller.
+        Err(_) => Err(Duration::from_secs(1)),
+    }
+}
+
+/// What to do when a peer's record budget is spent: wait for it (records this node asked for:
+/// catch-up and anti-entropy), or leave the rest (records the peer pushed: an announcement, which
+/// is then not forwarded; the records arrive later by anti-entropy, at the budget's pace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pace {
+    Wait,
+    Skip,
+}
+
 /// How often a node compares its open and last epoch with a random peer.
 const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(5);
 /// How long a node with bootnodes waits for a first peer before settling alone.
@@ -204,15 +241,32 @@ struct Fetched {
     invalid: usize,
     /// Valid but not stored here: an epoch no longer open here, or a storage error.
     skipped: usize,
+    /// Not asked for: the peer's record budget was spent (no offence).
+    deferred: usize,
 }
 
-/// Fetch `ids` from `peer`, verify and store them.
-async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>) -> Fetched {
+/// Fetch `ids` from `peer`, verify and store them, within the peer's record budget.
+async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>, pace: Pace) -> Fetched {
     let mut f = Fetched::default();
     // An id named twice (an announcement may repeat one) is asked for once: the answer would carry
     // the record twice and the peer that honestly sent both would look like it sent one unasked.
     let ids: Vec<Hash32> = ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
     for chunk in ids.chunks(FETCH_CHUNK) {
+        if let Err(wait) = take_budget(&node.peer_records, &peer, chunk.len()) {
+            match pace {
+                Pace::Skip => {
+                    f.deferred += chunk.len();
+                    continue;
+                }
+                Pace::Wait => {
+                    tracing::debug!(%peer, wait_ms = wait.as_millis() as u64, "peer's record budget spent; pacing");
+                    tokio::time::sleep(wait).await;
+                    while let Err(wait) = take_budget(&node.peer_records, &peer, chunk.len()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
         let wanted: BTreeSet<Hash32> = chunk.iter().copied().collect();
         let req = Request::GetAttestations { ids: chunk.iter().map(|i| Id(*i)).collect() };
         let records: Vec<AnyRecord> = match net.request(peer, req).await {
@@ -302,7 +356,10 @@ async fn on_inv(node: Arc<Node>, net: NetHandle, msg_id: libp2p::gossipsub::Mess
     let acceptance = if want.is_empty() {
         MessageAcceptance::Accept
     } else {
-        let f = fetch_from(&node, &net, source, want).await;
+        let f = fetch_from(&node, &net, source, want, Pace::Skip).await;
+        if f.deferred > 0 {
+            tracing::debug!(%source, deferred = f.deferred, "announcement beyond the peer's record budget; not forwarded");
+        }
         if f.stored > 0 {
             tracing::debug!(%source, stored = f.stored, "stored relayed attestations");
         }
@@ -330,7 +387,7 @@ fn delivered(net: &NetHandle, peer: PeerId, f: &Fetched) -> Result<usize, String
 /// missing record, penalised on its own) is the sending peer's, not the message's, and a rejection
 /// would also count against every honest peer that sent gossipsub the same announcement.
 fn inv_acceptance(f: &Fetched) -> MessageAcceptance {
-    if f.invalid > 0 || f.omitted > 0 || f.failed > 0 || f.skipped > 0 {
+    if f.invalid > 0 || f.omitted > 0 || f.failed > 0 || f.skipped > 0 || f.deferred > 0 {
         MessageAcceptance::Ignore
     } else {
         MessageAcceptance::Accept
@@ -358,7 +415,7 @@ pub async fn sync_epochs(node: &Node, net: &NetHandle, peer: PeerId, from: u64, 
             prev = Some((epoch, id));
         }
         let want = lacking(node, ids.iter().map(|(_, id)| id.0).collect());
-        let f = fetch_from(node, net, peer, want).await;
+        let f = fetch_from(node, net, peer, want, Pace::Wait).await;
         total += delivered(net, peer, &f)?;
         pages += 1;
         if pages % 10 == 0 || (next.is_none() && total > 0) {
@@ -404,7 +461,7 @@ pub async fn reconcile(node: &Node, net: &NetHandle, peer: PeerId, epoch: u64) -
         return Err("BucketIds answer with ids that were not asked for".into());
     }
     let want = lacking(node, ids.into_iter().map(|(_, id)| id.0).collect());
-    let f = fetch_from(node, net, peer, want).await;
+    let f = fetch_from(node, net, peer, want, Pace::Wait).await;
     delivered(net, peer, &f)
 }
 
@@ -494,6 +551,8 @@ pub async fn run(node: Arc<Node>, net: NetHandle, mut events: mpsc::Receiver<Net
                 net.state.synced.store(true, Ordering::Release);
             }
             _ = tick.tick() => {
+                // Forget the budgets of peers that have been quiet long enough to be full again.
+                node.peer_records.retain_recent();
                 if let Some(peer) = random_peer(&net.state.connected_peers()) {
                     let (node, net) = (node.clone(), net.clone());
                     tokio::spawn(async move {
@@ -673,12 +732,32 @@ mod tests {
 
     #[test]
     fn an_announcement_is_forwarded_only_when_everything_it_named_was_delivered_and_stored() {
-        let f = |omitted, failed, invalid, skipped| inv_acceptance(&Fetched { stored: 1, omitted, failed, invalid, skipped });
+        let f = |omitted, failed, invalid, skipped| inv_acceptance(&Fetched { stored: 1, omitted, failed, invalid, skipped, deferred: 0 });
         assert_eq!(f(0, 0, 0, 0), MessageAcceptance::Accept);
         assert_eq!(f(1, 0, 0, 0), MessageAcceptance::Ignore, "left out what it announced (penalised apart)");
         assert_eq!(f(0, 0, 1, 0), MessageAcceptance::Ignore, "sent an invalid record (penalised apart)");
         assert_eq!(f(0, 1, 0, 0), MessageAcceptance::Ignore, "a failed request is not the peer's proven fault");
         assert_eq!(f(0, 0, 0, 1), MessageAcceptance::Ignore, "not stored here (stale epoch)");
+        let over_budget = Fetched { stored: 1, deferred: 1, ..Fetched::default() };
+        assert_eq!(inv_acceptance(&over_budget), MessageAcceptance::Ignore, "beyond the peer's record budget");
+    }
+
+    /// One peer delivers a burst of 20,000 records, then 500 a second; another peer's budget is
+    /// its own.
+    #[test]
+    fn a_peers_record_budget_is_a_burst_then_a_rate() {
+        let budget = peer_budget();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut taken = 0;
+        while take_budget(&budget, &a, FETCH_CHUNK).is_ok() {
+            taken += FETCH_CHUNK;
+            assert!(taken <= PEER_RECORDS_BURST as usize, "more than a burst at once");
+        }
+        assert!(taken + FETCH_CHUNK > PEER_RECORDS_BURST as usize, "less than a burst: {taken}");
+        let wait = take_budget(&budget, &a, FETCH_CHUNK).unwrap_err();
+        // The next chunk fits after about FETCH_CHUNK / 500 s (less what the loop took).
+        assert!(wait <= Duration::from_millis(1000 * FETCH_CHUNK as u64 / PEER_RECORDS_PER_SECOND as u64 + 1), "{wait:?}");
+        assert!(take_budget(&budget, &b, FETCH_CHUNK).is_ok(), "one peer's budget is not another's");
     }
 
     /// A peer's admin change is taken only if an admin key signed it, for an epoch that has begun:

@@ -53,6 +53,8 @@ impl Clock {
 /// What every handler and task shares.
 pub struct Node {
     pub spec: ChainSpec,
+    /// New records each peer may still deliver (`relay::PEER_RECORDS_PER_SECOND`).
+    pub peer_records: relay::PeerBudget,
     pub db: Arc<DbHandle>,
     pub db_path: PathBuf,
     pub data_dir: PathBuf,
@@ -236,6 +238,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     };
 
     let node = Arc::new(Node {
+        peer_records: relay::peer_budget(),
         challenges: Challenges::new(keys::nonce_secret(&key), spec.nonce_ttl_seconds),
         spec,
         db: db.clone(),
