@@ -5,7 +5,8 @@
 //! certified); one machine's fingerprint sent under two serials to two nodes at once is paid once,
 //! the same on every node (issue 21); peers that announce what they cannot deliver, answer with
 //! more than was asked or another kind of answer, or announce certificates they do not have, are
-//! refused and banned while the node keeps working (issue 13, item 8).
+//! refused and banned while the node keeps working (issue 13, item 8); receipts backdated by a
+//! hostile relay take no certified serial or wallet name (issue 13, items 2 and 3).
 
 mod common;
 
@@ -21,15 +22,16 @@ use protocol::crypto::Keypair;
 use protocol::wire::{self, Id, InvAttestation, Request, Response};
 use rustchain_node::p2p::{self, BehaviourEvent, GossipPreset, Role, SwarmSettings};
 
-/// A hostile peer with `key`: dial `target` only, announce `record` there, and serve it to whoever
-/// asks, for `secs` seconds or until it is disconnected after serving. Returns whether it served it.
-async fn show_only_to(key: Keypair, network: String, target: libp2p::Multiaddr, record: AttestationRecord, secs: u64) -> bool {
+/// A hostile peer with `key`: dial `target` only, announce `records` there, and serve them to
+/// whoever asks, for `secs` seconds or until it is disconnected after serving. Returns whether it
+/// served them.
+async fn show_only_to(key: Keypair, network: String, target: libp2p::Multiaddr, records: Vec<AttestationRecord>, secs: u64) -> bool {
     let settings = SwarmSettings { network_id: network.clone(), role: Role::Relay, preset: GossipPreset::Tiny, max_peers: 8, heartbeat: Duration::from_millis(200) };
     let mut swarm = p2p::build_swarm(&key, &settings).unwrap();
     let topic = IdentTopic::new(wire::attestation_topic(&network));
     swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
     swarm.dial(target).unwrap();
-    let inv = InvAttestation { ids: vec![Id(record.id())] }.encode();
+    let inv = InvAttestation { ids: records.iter().map(|r| Id(r.id())).collect() }.encode();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut served = false;
@@ -40,7 +42,7 @@ async fn show_only_to(key: Keypair, network: String, target: libp2p::Multiaddr, 
                     message: request_response::Message::Request { request: Request::GetAttestations { .. }, channel, .. },
                     ..
                 })) => {
-                    let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Attestations { records: vec![record.clone()], transfers: vec![], admin: vec![] });
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Attestations { records: records.clone(), transfers: vec![], admin: vec![] });
                     served = true;
                 }
                 SwarmEvent::ConnectionClosed { num_established: 0, .. } if served => return true,
@@ -93,8 +95,8 @@ fn one_payload_under_two_receipts_cannot_split_the_validators() {
     let (a, b) = rt.block_on(async {
         let net = spec.network_id.clone();
         tokio::join!(
-            show_only_to(Keypair::from_seed(&hostile_seed), net.clone(), to0, early.clone(), 6),
-            show_only_to(Keypair::from_seed(&hostile_seed), net, to1, late.clone(), 6),
+            show_only_to(Keypair::from_seed(&hostile_seed), net.clone(), to0, vec![early.clone()], 6),
+            show_only_to(Keypair::from_seed(&hostile_seed), net, to1, vec![late.clone()], 6),
         )
     });
     assert!(a && b, "the validators never fetched the records (served: {a}, {b})");
@@ -118,6 +120,71 @@ fn one_payload_under_two_receipts_cannot_split_the_validators() {
     assert!(caught >= 1, "no node counted the receipt equivocation");
     let banned = nodes.iter().any(|n| n.log_text().contains("RECEIPT EQUIVOCATION") && n.log_text().contains(&hostile_peer));
     assert!(banned, "no node logged the equivocating signer {hostile_peer}");
+}
+
+/// Issue 13 (2, 3) over the wire: a relay with its own key and a clock it sets anywhere receipts
+/// a thief's claims on a victim's serial and on the victim's wallet name, backdated into the
+/// certified epoch that bound them, to slot 0 (before every node's history), and to the first slot
+/// of the open epoch (before the victim's own claim in it). The validators keep the records (as
+/// history, or as claims that do not enroll): the victim keeps its serial and its name at the HTTP
+/// door and in the certified settlement on every node, and the thief earns nothing.
+#[test]
+fn backdated_receipts_from_a_hostile_relay_take_no_certified_serial_or_name() {
+    let dir = tempfile::tempdir().unwrap();
+    init_testnet(dir.path(), 4, 0);
+    let nodes = start_testnet(dir.path(), &[0, 1, 2, 3]);
+    let spec = protocol::ChainSpec::from_toml(&std::fs::read_to_string(dir.path().join("spec.toml")).unwrap()).unwrap();
+    let victim = Miner::new(81, "victim-w", "G4", "VICTIM-SN");
+    let e1 = attest_in_one_epoch(&[&nodes[0]], std::slice::from_ref(&victim));
+    let s1 = certified(&nodes[1], e1, 60);
+    let bound: Vec<&str> = s1["record"]["bindings"].as_array().unwrap().iter().map(|b| b["kind"].as_str().unwrap()).collect();
+    assert!(bound.contains(&"serial") && bound.contains(&"wallet_key"), "{s1}");
+
+    // The victim attests again in a later epoch; the thief's records are receipted before it.
+    let e2 = loop {
+        let (epoch, in_epoch) = epoch_now(&nodes[0]);
+        if epoch > e1 && in_epoch <= 1 {
+            break epoch;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (s, v) = nodes[2].post("/attest/submit", &victim.body(&nodes[2].challenge(None)));
+    assert_eq!(s, 200, "{v}");
+    let serial_thief = Miner::new(82, "thief-w", "G4", "VICTIM-SN");
+    let name_thief = Miner::new(83, "victim-w", "G4", "THIEF-SN-2");
+    let relay_key = Keypair::from_seed(&[0xdd; 32]);
+    let mut records = Vec::new();
+    for (i, thief) in [&serial_thief, &name_thief].into_iter().enumerate() {
+        for (j, slot) in [spec.first_slot(e1), 0, spec.first_slot(e2)].into_iter().enumerate() {
+            let sub = parse_submission(&serde_json::to_vec(&thief.body(&format!("backdated-{i}-{j}"))).unwrap()).unwrap();
+            let payload = sub.payload();
+            let receipt = Receipt::sign(&spec, &relay_key, &payload.payload_id(), slot, &sub.nonce);
+            records.push(AttestationRecord { payload, receipt });
+        }
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let to3 = nodes[3].multiaddr().parse::<libp2p::Multiaddr>().unwrap();
+    assert!(rt.block_on(show_only_to(relay_key, spec.network_id.clone(), to3, records, 6)), "the records were never fetched");
+
+    // Every node holds them (they are valid records), and every node certifies the victim alone.
+    for n in &nodes {
+        n.wait_until("/api/stats", 30, "the victim's two and the thieves' six records", |v| v["attestations"].as_u64() == Some(8));
+    }
+    let first = certified(&nodes[0], e2, 60);
+    for n in &nodes {
+        let c = certified(n, e2, 60);
+        assert_eq!(c["settlement_hash"], first["settlement_hash"], "node {} settled another hash", n.url);
+        let paid: Vec<&str> = c["record"]["entries"].as_array().unwrap().iter().map(|e| e["miner"].as_str().unwrap()).collect();
+        assert_eq!(paid, ["victim-w"], "node {}: {c}", n.url);
+        assert!(c["record"]["bindings"].as_array().unwrap().iter().all(|b| b["key"] != "victim-w" && b["owner"] != "thief-w"), "{c}");
+    }
+    // At the HTTP door too, the victim keeps both.
+    let (s, v) = nodes[3].post("/attest/submit", &serial_thief.body(&nodes[3].challenge(None)));
+    assert_eq!((s, v["code"].as_str()), (409, Some("DUPLICATE_HARDWARE")), "{v}");
+    let (s, v) = nodes[3].post("/attest/submit", &name_thief.body(&nodes[3].challenge(None)));
+    assert_eq!((s, v["code"].as_str()), (403, Some("KEY_MISMATCH")), "{v}");
+    let (s, v) = nodes[3].post("/attest/submit", &victim.body(&nodes[3].challenge(None)));
+    assert_eq!(s, 200, "{v}");
 }
 
 #[test]
