@@ -50,7 +50,7 @@ echo "== load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (other wo
 echo "== node data dir: $WORK ($(df -T "$WORK" | awk 'NR==2 {print $2}'))"
 
 echo "== building release (rustchain, submit_load)"
-timeout 1800 cargo build --release -p rustchain-node --bin rustchain --example submit_load
+timeout 1800 cargo build --release -p rustchain-cli --bin rustchain --example submit_load
 
 # ---------------------------------------------------------------------------------------------
 # 1. criterion

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${RUSTCHAIN_BIN:-target/debug/rustchain}
-[ -x "$bin" ] || cargo build -q -p rustchain-node
+[ -x "$bin" ] || cargo build -q -p rustchain-cli
 {
   echo "# rustchain command-line reference"
   echo

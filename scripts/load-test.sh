@@ -51,7 +51,7 @@ trap cleanup EXIT
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -sr)"
 echo "== building release (rustchain, signed_bodies)"
-cargo build --release -q -p rustchain-node --bin rustchain --example signed_bodies
+cargo build --release -q -p rustchain-cli --bin rustchain --example signed_bodies
 NODE_BIN="$TARGET_DIR/release/rustchain"
 BODIES_BIN="$TARGET_DIR/release/examples/signed_bodies"
 

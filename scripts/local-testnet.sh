@@ -38,7 +38,7 @@ find_bin() {
     local bin=${RUSTCHAIN_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/rustchain}
     if [ ! -x "$bin" ]; then
         log "no binary at $bin: cargo build --release --bin rustchain"
-        (cd "$ROOT" && cargo build --release --locked -p rustchain-node --bin rustchain)
+        (cd "$ROOT" && cargo build --release --locked -p rustchain-cli --bin rustchain)
     fi
     echo "$bin"
 }

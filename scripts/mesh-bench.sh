@@ -3,7 +3,7 @@
 #
 #   scripts/mesh-bench.sh
 #
-# Builds release (the binary and node/examples/mesh_bench.rs), then runs the example, which starts
+# Builds release (the binary and cli/examples/mesh_bench.rs), then runs the example, which starts
 # the nodes itself, each phase on fresh temp data dirs:
 #   1. propagation latency to all of 20 nodes (gossip preset small), ~100 samples, p50/p99
 #   2. sustained throughput across 5 nodes (tiny): 20,000 attestations until every node stores all
@@ -58,7 +58,7 @@ echo "== load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (other wo
 echo "== temp dir: $WORK ($(df -T "$WORK" | awk 'NR==2 {print $2}'))"
 
 echo "== building release (rustchain, mesh_bench)"
-timeout 1800 cargo build --release -p rustchain-node --bin rustchain --example mesh_bench
+timeout 1800 cargo build --release -p rustchain-cli --bin rustchain --example mesh_bench
 
 ARGS=(
     --bin "$TARGET_DIR/release/rustchain"

@@ -31,7 +31,7 @@ if [ -z "$bin" ]; then
     esac
     log "building a static release binary for $host (cargo build --release --target $host)"
     ( cd "$ROOT" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
-        cargo build --release --locked --target "$host" -p rustchain-node --bin rustchain )
+        cargo build --release --locked --target "$host" -p rustchain-cli --bin rustchain )
     bin=${CARGO_TARGET_DIR:-$ROOT/target}/$host/release/rustchain
 fi
 [ -x "$bin" ] || die "no executable at $bin"

@@ -1973,12 +1973,12 @@ mod tests {
         w.commit().unwrap();
 
         // A record accepted elsewhere in epoch 3 reaches this node only now.
-        let key = crate::sim::miner_key(9, 1);
-        let sub = attestation::parse_submission(&crate::sim::signed_body(&key, 9, 1, "late-1", "late-nonce")).unwrap();
+        let key = protocol::crypto::Keypair::from_seed(&[91; 32]);
+        let sub = attestation::parse_submission(&protocol::testkit::linux_miner_body(&key, 91, "late-1", "late-nonce", "LATESN")).unwrap();
         let slot = spec.first_slot(3) + 1;
         let eval = attestation::evaluate(&spec, &sub, slot);
         let payload = sub.payload();
-        let receipt = Receipt::sign(&spec, &crate::sim::miner_key(9, 2), &payload.payload_id(), slot, &sub.nonce);
+        let receipt = Receipt::sign(&spec, &protocol::crypto::Keypair::from_seed(&[92; 32]), &payload.payload_id(), slot, &sub.nonce);
         let record = AttestationRecord { payload, receipt };
         let id = record.id();
         let late = NewAttestation {

@@ -189,7 +189,7 @@ fn wallet_cli_new_address_send_confirmed() {
     let mut miner = Miner::new(90, "placeholder", "G4", "");
     // The wallet's own key attests: an RTC address earns only for its key.
     miner.key = {
-        use rustchain_node::wallet::{KeyFile, key_of};
+        use rustchain_cli::wallet::{KeyFile, key_of};
         key_of(&KeyFile::read(&wallet_file).unwrap().open("correct horse").unwrap())
     };
     assert_eq!(miner.key.address(), address);

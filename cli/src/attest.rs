@@ -9,7 +9,7 @@ use protocol::crypto::Keypair;
 use serde_json::{Value, json};
 
 use crate::collect;
-use crate::keys;
+use rustchain_node::keys;
 
 #[derive(Debug, clap::Args)]
 pub struct AttestArgs {

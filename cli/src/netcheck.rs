@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use serde_json::Value;
 
-use crate::config::HumanDuration;
+use rustchain_node::config::HumanDuration;
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use protocol::ChainSpec;
 
-use crate::keys;
-use crate::p2p;
+use rustchain_node::keys;
+use rustchain_node::p2p;
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {

@@ -1,7 +1,7 @@
 //! Mesh benchmark (issue 3): real `rustchain` processes on 127.0.0.1, talking libp2p to each other.
 //!
 //! ```text
-//! cargo build --release -p rustchain-node --bin rustchain --example mesh_bench
+//! cargo build --release -p rustchain-cli --bin rustchain --example mesh_bench
 //! target/release/examples/mesh_bench --bin target/release/rustchain [--phases latency,throughput,memory]
 //! ```
 //!

@@ -1,7 +1,7 @@
 //! Load client for durable `POST /attest/submit` throughput.
 //!
 //! ```text
-//! cargo run --release -p rustchain-node --example submit_load -- \
+//! cargo run --release -p rustchain-cli --example submit_load -- \
 //!     --url http://127.0.0.1:8099 --miners 20000 --concurrency 64
 //! ```
 //!
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
-use rustchain_node::sim::{miner_id, miner_key, signed_body};
+use rustchain_cli::sim::{miner_id, miner_key, signed_body};
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug, Clone)]

@@ -171,7 +171,7 @@ impl KeyFile {
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
         let mut text = serde_json::to_string_pretty(self).expect("a key file serializes");
         text.push('\n');
-        crate::keys::write_secret_file(path, text.as_bytes())
+        rustchain_node::keys::write_secret_file(path, text.as_bytes())
     }
 }
 

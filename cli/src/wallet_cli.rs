@@ -13,7 +13,7 @@ use protocol::spec::URTC_PER_RTC;
 use protocol::transfer::{TransferOrder, amount_urtc};
 use serde_json::Value;
 
-use crate::config::HumanDuration;
+use rustchain_node::config::HumanDuration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArg {

@@ -1,7 +1,7 @@
 //! Load-test helper for `scripts/load-test.sh`: fetches challenge nonces from a running node and
 //! writes that many distinct signed `/attest/submit` bodies (one miner each), one JSON per line.
 //!
-//!     cargo run --release -p rustchain-node --example signed_bodies -- URL COUNT OUT [SEED]
+//!     cargo run --release -p rustchain-cli --example signed_bodies -- URL COUNT OUT [SEED]
 
 use std::io::Write;
 

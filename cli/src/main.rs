@@ -6,7 +6,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rustchain_node::config::{LogFormat, NodeArgs, NodeConfig};
 use rustchain_node::config::HumanDuration;
-use rustchain_node::{attest, dbops, keys, netcheck, service, sim, testnet, wallet, wallet_cli};
+use rustchain_cli::{attest, db, netcheck, sim, testnet, wallet, wallet_cli};
+use rustchain_node::{keys, service};
 
 /// RustChain node: validates vintage-hardware attestations, settles every epoch deterministically,
 /// and serves the miners' HTTP API.
@@ -33,7 +34,7 @@ enum Command {
     Attest(attest::AttestArgs),
     /// Database operations: backup (online or offline), restore, check, compact.
     #[command(subcommand)]
-    Db(dbops::DbCommand),
+    Db(db::DbCommand),
     /// Local multi-node networks: create one, drive simulated miners into it, check that its nodes agree.
     #[command(subcommand)]
     Testnet(TestnetCommand),
@@ -247,7 +248,7 @@ fn main() -> anyhow::Result<()> {
         Command::Db(cmd) => {
             init_logging(LogFormat::Text, "warn");
             drop(rt);
-            let code = dbops::run_command(cmd)?;
+            let code = db::run_command(cmd)?;
             std::process::exit(code);
         }
     }

@@ -19,7 +19,7 @@ use protocol::crypto::Keypair;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::config::HumanDuration;
+use rustchain_node::config::HumanDuration;
 use crate::netcheck::http_error;
 
 #[derive(Debug, clap::Args)]
@@ -201,7 +201,7 @@ pub async fn run(args: MinersArgs) -> anyhow::Result<()> {
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d.0);
     let started = Instant::now();
     let mut pick = Pick::new();
-    let signal = crate::service::shutdown_signal();
+    let signal = rustchain_node::service::shutdown_signal();
     tokio::pin!(signal);
     let why = loop {
         tokio::select! {
