@@ -1,6 +1,6 @@
 //! The `rustchain db` commands: backup, restore, check and compact a node's database, offline or
 //! (backup) through the running node's admin API. The operations themselves are the node's
-//! (`rustchain_node::dbops`).
+//! (`rustchain_node::store::ops`).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use protocol::ChainSpec;
 use rustchain_node::config::{self, NodeArgs, NodeConfig};
-use rustchain_node::dbops::{OpenFailure, check, compact, open_guarded, parent, restore, snapshot, sync_dir};
+use rustchain_node::store::ops::{OpenFailure, check, compact, open_guarded, parent, restore, snapshot, sync_dir};
 
 
 /// Where the database is: `--data-dir` (or `--config`, or the environment, as for `node`).

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use rustchain_node::config::{LogFormat, NodeArgs, NodeConfig};
 use rustchain_node::config::HumanDuration;
 use rustchain_cli::{attest, db, netcheck, sim, testnet, wallet, wallet_cli};
-use rustchain_node::{keys, service};
+use rustchain_node::{keys, runtime};
 
 /// RustChain node: validates vintage-hardware attestations, settles every epoch deterministically,
 /// and serves the miners' HTTP API.
@@ -204,7 +204,7 @@ fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             init_logging(cfg.log_format, &cfg.log_level);
-            rt.block_on(service::run(cfg))
+            rt.block_on(runtime::run(cfg))
         }
         Command::Keygen { out } => {
             let key = keys::generate();
@@ -219,7 +219,7 @@ fn main() -> anyhow::Result<()> {
                 println!("{} already holds a testnet ({}); kept as it is (--keep-existing)", args.out.display(), spec.display());
                 return Ok(());
             }
-            let t = testnet::init(&args, rustchain_node::service::Clock.now_unix())?;
+            let t = testnet::init(&args, rustchain_node::clock::Clock.now_unix())?;
             println!("chain spec: {}", t.spec_path.display());
             for (dir, peer, role) in &t.nodes {
                 println!("{role:8} {}  peer {peer}", dir.display());

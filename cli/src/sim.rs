@@ -201,7 +201,7 @@ pub async fn run(args: MinersArgs) -> anyhow::Result<()> {
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d.0);
     let started = Instant::now();
     let mut pick = Pick::new();
-    let signal = rustchain_node::service::shutdown_signal();
+    let signal = rustchain_node::runtime::shutdown_signal();
     tokio::pin!(signal);
     let why = loop {
         tokio::select! {

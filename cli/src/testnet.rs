@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use protocol::ChainSpec;
 
 use rustchain_node::keys;
-use rustchain_node::p2p;
+use rustchain_node::net::behaviour;
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
@@ -83,7 +83,7 @@ pub fn init(args: &InitArgs, now_unix: u64) -> anyhow::Result<Testnet> {
         std::fs::create_dir_all(&dir)?;
         let key = keys::generate();
         keys::write_key(&keys::node_key_path(&dir), &key)?;
-        let peer_id = p2p::identity_of(&key).public().to_peer_id().to_string();
+        let peer_id = behaviour::identity_of(&key).public().to_peer_id().to_string();
         let role = if i == 0 {
             "primary"
         } else if i + 1 == total && args.relays > 0 {
@@ -203,7 +203,7 @@ fn host_port(host: &str, port: u16) -> String {
 
 /// The peer id of the node whose data dir is `dir`.
 pub fn peer_id_of(dir: &Path) -> anyhow::Result<String> {
-    Ok(p2p::identity_of(&keys::read_key(&keys::node_key_path(dir))?).public().to_peer_id().to_string())
+    Ok(behaviour::identity_of(&keys::read_key(&keys::node_key_path(dir))?).public().to_peer_id().to_string())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rustchain_node::anchor::{
+use rustchain_node::anchoring::ergo::{
     Anchor, AnchorError, ErgoAnchor, NullAnchor, anchor_with_retry, encode_long, encode_r4, verify,
 };
 use common::{Miner, TestNode};
@@ -449,7 +449,7 @@ async fn null_anchor_anchors_nothing() {
 fn anchored_epochs(s: &StandIn) -> Vec<i64> {
     let sent = s.state.lock().unwrap().sent.clone();
     sent.iter()
-        .map(|b| rustchain_node::anchor::decode_long(b["requests"][0]["registers"]["R5"].as_str().unwrap()).unwrap())
+        .map(|b| rustchain_node::anchoring::ergo::decode_long(b["requests"][0]["registers"]["R5"].as_str().unwrap()).unwrap())
         .collect()
 }
 

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use libp2p::gossipsub::IdentTopic;
 use protocol::consensus::Vote;
 use protocol::wire;
-use rustchain_node::p2p::{self, GossipPreset, Role, SwarmSettings};
+use rustchain_node::net::behaviour::{self, GossipPreset, Role, SwarmSettings};
 use serde_json::Value;
 
 #[test]
@@ -76,7 +76,7 @@ fn a_wrong_or_equivocating_validator_cannot_finalize_and_is_reported() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let settings = SwarmSettings { network_id: spec.network_id.clone(), role: Role::Relay, preset: GossipPreset::Tiny, max_peers: 8, heartbeat: Duration::from_millis(200) };
-        let mut swarm = p2p::build_swarm(&rustchain_node::keys::generate(), &settings).unwrap();
+        let mut swarm = behaviour::build_swarm(&rustchain_node::keys::generate(), &settings).unwrap();
         let topic = IdentTopic::new(wire::vote_topic(&spec.network_id));
         swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
         swarm.dial(target).unwrap();

@@ -20,14 +20,14 @@ use libp2p::swarm::SwarmEvent;
 use protocol::attestation::{AttestationRecord, Receipt, parse_submission};
 use protocol::crypto::Keypair;
 use protocol::wire::{self, Id, InvAttestation, Request, Response};
-use rustchain_node::p2p::{self, BehaviourEvent, GossipPreset, Role, SwarmSettings};
+use rustchain_node::net::behaviour::{self, BehaviourEvent, GossipPreset, Role, SwarmSettings};
 
 /// A hostile peer with `key`: dial `target` only, announce `records` there, and serve them to
 /// whoever asks, for `secs` seconds or until it is disconnected after serving. Returns whether it
 /// served them.
 async fn show_only_to(key: Keypair, network: String, target: libp2p::Multiaddr, records: Vec<AttestationRecord>, secs: u64) -> bool {
     let settings = SwarmSettings { network_id: network.clone(), role: Role::Relay, preset: GossipPreset::Tiny, max_peers: 8, heartbeat: Duration::from_millis(200) };
-    let mut swarm = p2p::build_swarm(&key, &settings).unwrap();
+    let mut swarm = behaviour::build_swarm(&key, &settings).unwrap();
     let topic = IdentTopic::new(wire::attestation_topic(&network));
     swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
     swarm.dial(target).unwrap();
@@ -67,7 +67,7 @@ fn one_payload_under_two_receipts_cannot_split_the_validators() {
     let nodes = start_testnet(dir.path(), &[0, 1, 2, 3]);
     let spec = protocol::ChainSpec::from_toml(&std::fs::read_to_string(dir.path().join("spec.toml")).unwrap()).unwrap();
     let hostile_seed = [0xee; 32];
-    let hostile_peer = p2p::identity_of(&Keypair::from_seed(&hostile_seed)).public().to_peer_id().to_string();
+    let hostile_peer = behaviour::identity_of(&Keypair::from_seed(&hostile_seed)).public().to_peer_id().to_string();
 
     // A real miner's signed payload (its nonce was never issued: relays cannot check another node's
     // nonce), receipted by the hostile key at two slots of one epoch.
@@ -253,7 +253,7 @@ async fn hostile_peer_bursts(
     secs: u64,
 ) -> bool {
     let settings = SwarmSettings { network_id: network.clone(), role: Role::Relay, preset: GossipPreset::Tiny, max_peers: 8, heartbeat: Duration::from_millis(200) };
-    let mut swarm = p2p::build_swarm(&key, &settings).unwrap();
+    let mut swarm = behaviour::build_swarm(&key, &settings).unwrap();
     let topic = IdentTopic::new(topic);
     swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
     swarm.dial(target).unwrap();
@@ -320,7 +320,7 @@ fn peers_that_announce_what_they_cannot_deliver_or_answer_out_of_bounds_are_bann
     }
     let target: libp2p::Multiaddr = node.multiaddr().parse().unwrap();
     let net = spec.network_id.clone();
-    let peer_of = |seed: u8| p2p::identity_of(&Keypair::from_seed(&[seed; 32])).public().to_peer_id().to_string();
+    let peer_of = |seed: u8| behaviour::identity_of(&Keypair::from_seed(&[seed; 32])).public().to_peer_id().to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // 1. Announces records it does not have; answers GetAttestations with none of them.
@@ -465,7 +465,7 @@ fn forged_or_mismatched_certificates_offered_by_peers_are_refused_counted_and_pu
             40,
         ));
         assert!(banned, "{case}: the peer was never disconnected");
-        let peer = p2p::identity_of(&Keypair::from_seed(&[seed; 32])).public().to_peer_id().to_string();
+        let peer = behaviour::identity_of(&Keypair::from_seed(&[seed; 32])).public().to_peer_id().to_string();
         assert_penalised_and_banned(&node, &peer, reason);
         assert!(stat(&node, "bad_certificates") > i as u64, "{case}: not counted");
         let (_, s) = node.get(&format!("/api/epoch/{epoch}/settlement"));
@@ -499,7 +499,7 @@ fn a_peer_flooding_gossip_is_penalised_and_banned() {
         40,
     ));
     assert!(banned, "the flooding peer was never disconnected");
-    let peer = p2p::identity_of(&Keypair::from_seed(&[0xd1; 32])).public().to_peer_id().to_string();
+    let peer = behaviour::identity_of(&Keypair::from_seed(&[0xd1; 32])).public().to_peer_id().to_string();
     assert_penalised_and_banned(&node, &peer, "gossip flood");
     assert_eq!(node.get("/health").0, 200, "the node stayed up");
 }

@@ -14,7 +14,7 @@ use libp2p::swarm::SwarmEvent;
 use protocol::attestation::{AttestationRecord, Receipt, parse_submission};
 use protocol::crypto::Keypair;
 use protocol::wire::{self, Id, InvAttestation, Request, Response};
-use rustchain_node::p2p::{self, BehaviourEvent, GossipPreset, Role, SwarmSettings};
+use rustchain_node::net::behaviour::{self, BehaviourEvent, GossipPreset, Role, SwarmSettings};
 use serde_json::json;
 
 const MESH_FLAGS: [&str; 4] = ["--gossip-preset", "tiny", "--gossip-heartbeat-ms", "200"];
@@ -137,9 +137,9 @@ fn attestations_reach_every_node_and_late_or_restarted_nodes_catch_up() {
 
 /// Drive a libp2p swarm of our own until `done` says so (or time runs out).
 async fn drive<T>(
-    swarm: &mut libp2p::Swarm<p2p::Behaviour>,
+    swarm: &mut libp2p::Swarm<behaviour::Behaviour>,
     secs: u64,
-    mut step: impl FnMut(&mut libp2p::Swarm<p2p::Behaviour>, Option<SwarmEvent<BehaviourEvent>>) -> Option<T>,
+    mut step: impl FnMut(&mut libp2p::Swarm<behaviour::Behaviour>, Option<SwarmEvent<BehaviourEvent>>) -> Option<T>,
 ) -> Option<T> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -164,7 +164,7 @@ fn a_hostile_peer_is_banned_and_honest_nodes_keep_working() {
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     let hostile_key = Keypair::from_seed(&[0xee; 32]);
-    let hostile_peer = p2p::identity_of(&hostile_key).public().to_peer_id();
+    let hostile_peer = behaviour::identity_of(&hostile_key).public().to_peer_id();
     let settings = SwarmSettings { network_id: "devnet".into(), role: Role::Relay, preset: GossipPreset::Tiny, max_peers: 8, heartbeat: Duration::from_millis(200) };
 
     // A forged record: a real miner payload under a receipt whose signature is wrong.
@@ -178,7 +178,7 @@ fn a_hostile_peer_is_banned_and_honest_nodes_keep_working() {
     let forged_id = forged.id();
 
     rt.block_on(async {
-        let mut swarm = p2p::build_swarm(&hostile_key, &settings).unwrap();
+        let mut swarm = behaviour::build_swarm(&hostile_key, &settings).unwrap();
         let topic = IdentTopic::new(wire::attestation_topic("devnet"));
         swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
         swarm.dial(target_addr.clone()).unwrap();

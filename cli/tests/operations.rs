@@ -459,7 +459,7 @@ fn kill_9_in_the_middle_of_a_write_burst_loses_nothing_acknowledged() {
 
 /// A real full disk: the data dir on a 4 MiB tmpfs, filled by another file. Needs root (mount);
 /// elsewhere this reports SKIPPED and the writer's recovery is covered by the fault-injection
-/// unit test in `writer.rs`.
+/// unit test in `store/writer.rs`.
 #[test]
 fn a_full_disk_answers_503_and_the_node_recovers_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ use libp2p::swarm::SwarmEvent;
 use protocol::crypto::Keypair;
 use protocol::transfer::{TransferOrder, TransferRecord};
 use protocol::wire::{self, Id, InvAttestation, Request, Response};
-use rustchain_node::p2p::{self, BehaviourEvent, GossipPreset, Role, SwarmSettings};
+use rustchain_node::net::behaviour::{self, BehaviourEvent, GossipPreset, Role, SwarmSettings};
 use serde_json::Value;
 
 /// `rustchain testnet init`'s network id: every network but mainnet requires a signed chain id.
@@ -276,7 +276,7 @@ fn a_pending_transfer_is_judged_once_when_every_validator_restarts() {
 /// and serve it to whoever asks. Returns whether it was fetched within `secs` seconds.
 async fn relay_when_ready(key: Keypair, network: String, target: libp2p::Multiaddr, record: tokio::sync::oneshot::Receiver<TransferRecord>, secs: u64) -> bool {
     let settings = SwarmSettings { network_id: network.clone(), role: Role::Relay, preset: GossipPreset::Tiny, max_peers: 8, heartbeat: Duration::from_millis(200) };
-    let mut swarm = p2p::build_swarm(&key, &settings).unwrap();
+    let mut swarm = behaviour::build_swarm(&key, &settings).unwrap();
     let topic = IdentTopic::new(wire::attestation_topic(&network));
     swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
     swarm.dial(target).unwrap();

@@ -175,7 +175,7 @@ impl Registry {
     }
 
     /// The bucket digest of this model's attestation entries of `epoch`. The node's digest
-    /// (`node/src/store.rs`, `epoch_digest`: the one votes and announcements carry, PROTOCOL.md
+    /// (`node/src/store/mod.rs`, `epoch_digest`: the one votes and announcements carry, PROTOCOL.md
     /// §11) covers the epoch's transfer record ids too; this model does not file transfers by epoch.
     pub fn digest(&self, epoch: u64) -> BucketDigest {
         BucketDigest::from_sorted_ids(self.entries(epoch).iter().map(|e| &e.id))

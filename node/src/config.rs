@@ -12,7 +12,7 @@ use libp2p::Multiaddr;
 use ipnet::IpNet;
 use protocol::ChainSpec;
 
-use crate::p2p::{GossipPreset, Role};
+use crate::net::behaviour::{GossipPreset, Role};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

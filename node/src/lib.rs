@@ -1,21 +1,21 @@
-//! The RustChain node daemon: storage, the writer, replication, consensus rounds, the epoch
-//! manager, anchoring and the HTTP API. `protocol` decides; this crate does (I/O, timers, HTTP).
-//! The command line tools (and the `rustchain` binary) are the `rustchain-cli` crate.
+//! The RustChain node daemon. `protocol` decides; this crate does (I/O, timers, HTTP). The command
+//! line tools (and the `rustchain` binary) are the `rustchain-cli` crate.
+//!
+//! One folder per concern; what each may call is in its `//!` header. A record's path:
+//! `api` (admit) -> `store` (write) -> `replication` (announce) -> `net` (gossip); a peer's
+//! announcement: `net` -> `replication` (fetch, verify, store); an epoch: `consensus::settler`
+//! (settle) -> `consensus` (vote, tally, certificate) -> `store` (apply) -> `anchoring`.
+//! `runtime` starts and stops it all; `context::Node` is what they share; `clock` is the only clock.
 
-pub mod anchor;
 pub mod anchoring;
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod consensus;
-pub mod dbops;
-pub mod epoch;
+pub mod context;
 pub mod keys;
-pub mod limits;
 pub mod metrics;
-pub mod network;
-pub mod nonce;
-pub mod p2p;
-pub mod relay;
-pub mod service;
+pub mod net;
+pub mod replication;
+pub mod runtime;
 pub mod store;
-pub mod writer;

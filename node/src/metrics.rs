@@ -20,7 +20,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use protocol::spec::rtc_f64;
 
-use crate::service::Node;
+use crate::context::Node;
 use crate::store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -285,14 +285,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     node: Arc<Node>,
-    timeouts: crate::limits::ConnTimeouts,
+    timeouts: crate::api::limits::ConnTimeouts,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = axum::Router::new()
         .route("/metrics", get(scrape))
         .fallback(|| async { crate::api::ApiError::new(axum::http::StatusCode::NOT_FOUND, "NOT_FOUND", "only /metrics is served here") })
         .with_state((registry, node));
-    crate::limits::serve(listener, app, timeouts, shutdown).await
+    crate::api::limits::serve(listener, app, timeouts, shutdown).await
 }
 
 #[cfg(test)]

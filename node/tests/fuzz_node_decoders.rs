@@ -1,12 +1,12 @@
 //! Fuzzing, proptest style, of the decoders only the node has: the rows it reads back from its
 //! database (what a restored backup could carry), read as `store.rs` reads them (ciborium into the
-//! row type), and the anchor chain's answers (`anchor::parse_transaction`, R4/R5 registers).
+//! row type), and the anchor chain's answers (`ergo::parse_transaction`, R4/R5 registers).
 //! Each target feeds arbitrary bytes and mutations of a valid encoding; nothing may panic, and
 //! what decodes round-trips. Cases per target: `FUZZ_CASES` (default 256); `scripts/fuzz.sh`
 //! runs 1,000,000. The protocol decoders are in protocol/tests/fuzz_decoders.rs.
 
 use proptest::prelude::*;
-use rustchain_node::anchor;
+use rustchain_node::anchoring::ergo;
 use rustchain_node::store::{
     AnchorRecord, EnrollmentRow, JudgedTransfer, LedgerEntry, MinerSummary, ReceiptEquivocation, StoredClaim, StoredTransfer,
 };
@@ -118,7 +118,7 @@ fn seed_rows() -> Vec<Vec<u8>> {
 /// are the strict inverses of their encoders.
 fn check_anchor(body: &[u8], confirmed: bool) -> Result<(), TestCaseError> {
     let id = "aa".repeat(32);
-    if let Ok(l) = anchor::parse_transaction(body, &id, confirmed) {
+    if let Ok(l) = ergo::parse_transaction(body, &id, confirmed) {
         prop_assert_eq!(&l.tx_id, &id);
         if !confirmed {
             prop_assert_eq!((l.confirmations, l.inclusion_height), (0, None));
@@ -134,11 +134,11 @@ fn check_anchor(body: &[u8], confirmed: bool) -> Result<(), TestCaseError> {
 }
 
 fn check_registers(text: &str) -> Result<(), TestCaseError> {
-    if let Some(h) = anchor::decode_r4(text) {
-        prop_assert_eq!(anchor::encode_r4(&h), text.to_ascii_lowercase());
+    if let Some(h) = ergo::decode_r4(text) {
+        prop_assert_eq!(ergo::encode_r4(&h), text.to_ascii_lowercase());
     }
-    if let Some(v) = anchor::decode_long(text) {
-        prop_assert_eq!(anchor::encode_long(v), text.to_ascii_lowercase());
+    if let Some(v) = ergo::decode_long(text) {
+        prop_assert_eq!(ergo::encode_long(v), text.to_ascii_lowercase());
     }
     Ok(())
 }
@@ -146,7 +146,7 @@ fn check_registers(text: &str) -> Result<(), TestCaseError> {
 fn seed_anchor_tx() -> serde_json::Value {
     json!({"id": "aa".repeat(32), "inputs": [], "dataInputs": [], "outputs": [
         {"boxId": "b1", "value": 5, "additionalRegisters": {}},
-        {"boxId": "b2", "value": 1_000_000, "additionalRegisters": {"R4": anchor::encode_r4(&[7; 32]), "R5": anchor::encode_long(355)}},
+        {"boxId": "b2", "value": 1_000_000, "additionalRegisters": {"R4": ergo::encode_r4(&[7; 32]), "R5": ergo::encode_long(355)}},
     ], "inclusionHeight": 1000, "numConfirmations": 4, "size": 300})
 }
 
@@ -232,6 +232,6 @@ fn seeds_are_valid() {
     assert!(ciborium::from_reader::<StoredClaim, _>(&rows[0][..]).is_ok());
     assert!(ciborium::from_reader::<JudgedTransfer, _>(&rows[5][..]).is_ok());
     assert!(ciborium::from_reader::<protocol::consensus::Equivocation, _>(&rows[8][..]).is_ok());
-    let l = anchor::parse_transaction(&serde_json::to_vec(&seed_anchor_tx()).unwrap(), &"aa".repeat(32), true).unwrap();
+    let l = ergo::parse_transaction(&serde_json::to_vec(&seed_anchor_tx()).unwrap(), &"aa".repeat(32), true).unwrap();
     assert_eq!((l.settlement_hash, l.epoch, l.confirmations), (Some([7; 32]), Some(355), 4));
 }

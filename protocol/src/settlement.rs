@@ -354,7 +354,7 @@ pub fn settle(
 }
 
 /// The state settlements build on, as a model: every account and the transfers already judged. The
-/// node keeps the same state in its database (`node/src/store.rs`); the property tests use this.
+/// node keeps the same state in its database (`node/src/store/mod.rs`); the property tests use this.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     pub accounts: BTreeMap<String, Account>,

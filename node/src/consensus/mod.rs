@@ -4,6 +4,8 @@
 //! difference and recomputes; if it still differs it says so loudly and applies the certified record
 //! fetched from a peer. Epochs without a certificate go to another round after a timeout.
 
+pub mod settler;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +18,9 @@ use tokio::sync::watch;
 
 use libp2p::PeerId;
 
-use crate::network::{Command, NetHandle};
-use crate::relay;
-use crate::service::Node;
+use crate::net::{Command, NetHandle};
+use crate::replication;
+use crate::context::Node;
 use crate::store::{self, Applied};
 
 /// Slots to wait for a certificate before the next voting round.
@@ -159,7 +161,7 @@ async fn pull_epoch(node: &Arc<Node>, epoch: u64) {
     let Some(net) = node.net.clone() else { return };
     let mut pulled = 0;
     for peer in net.state.connected_peers() {
-        pulled += relay::reconcile(node, &net, peer, epoch).await.unwrap_or(0);
+        pulled += replication::reconcile(node, &net, peer, epoch).await.unwrap_or(0);
     }
     if pulled > 0 {
         tracing::info!(epoch, records = pulled, "pulled the records of a certified epoch that we lacked");

@@ -3,8 +3,10 @@
 //! peer table, sync status) sits in `NetState` for the HTTP API. Inbound sync requests are answered
 //! from the database off this task (blocking threads, a few at a time, a bounded queue), and the
 //! answers handed back to it to send; gossip is decoded and checked here, then handed to
-//! `relay.rs`, which reports the validation result back once the records it names are fetched and
+//! `replication/mod.rs`, which reports the validation result back once the records it names are fetched and
 //! verified.
+
+pub mod behaviour;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,8 +25,8 @@ use protocol::{ChainSpec, Hash32};
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-use crate::p2p::{Behaviour, BehaviourEvent, Role};
-use crate::service::Clock;
+use crate::net::behaviour::{Behaviour, BehaviourEvent, Role};
+use crate::clock::Clock;
 use crate::store::{self, DbHandle};
 
 /// Own-score points below which a peer is banned (disconnected and blocked).
@@ -51,9 +53,9 @@ pub enum Command {
 }
 
 pub enum NetEvent {
-    /// A well-formed `INV_ATTESTATION`; relay.rs must report a validation result for `msg_id`.
+    /// A well-formed `INV_ATTESTATION`; replication/mod.rs must report a validation result for `msg_id`.
     Inv { msg_id: MessageId, source: PeerId, ids: Vec<Hash32> },
-    /// A well-formed `INV_EPOCH`; relay.rs verifies it and must report a result for `msg_id`.
+    /// A well-formed `INV_EPOCH`; replication/mod.rs verifies it and must report a result for `msg_id`.
     Epoch { msg_id: MessageId, source: PeerId, inv: InvEpoch },
     /// A vote from a validator, signature verified (already accepted for forwarding).
     Vote(Vote),
@@ -515,7 +517,7 @@ impl EventLoop {
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 tracing::debug!(%peer, error = %error, "sync request failed");
                 // The codec refused the answer: larger than the request allows, malformed, or
-                // another request's kind of answer (p2p::SyncCodec). A timeout is not an offence.
+                // another request's kind of answer (net::behaviour::SyncCodec). A timeout is not an offence.
                 if let request_response::OutboundFailure::Io(e) = &error
                     && e.kind() == std::io::ErrorKind::InvalidData
                 {

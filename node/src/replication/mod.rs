@@ -18,8 +18,8 @@ use protocol::wire::{self, Id, InvEpoch, Request, Response};
 use tokio::sync::{mpsc, watch};
 
 use crate::consensus::NotTaken;
-use crate::network::{Command, NetEvent, NetHandle};
-use crate::service::Node;
+use crate::net::{Command, NetEvent, NetHandle};
+use crate::context::Node;
 use crate::store::{self, NewAdmin, NewAttestation, NewTransfer, Origin, StoredClaim, StoredTransfer};
 
 /// Concurrent fetches triggered by announcements.
@@ -34,7 +34,7 @@ const MAX_EPOCH_WORK: usize = 4;
 const FETCH_CHUNK: usize = 256;
 // A chunk of the largest records (either kind: a body of at most 16 KiB and at most 4 KiB more)
 // fits one answer, which a node cuts at `MAX_PAGE_BYTES - 4096` bytes or
-// `MAX_RECORDS_PER_RESPONSE` records (network.rs): an honest peer returns every record of a chunk
+// `MAX_RECORDS_PER_RESPONSE` records (net/mod.rs): an honest peer returns every record of a chunk
 // that it has.
 const _: () = assert!(
     FETCH_CHUNK <= wire::MAX_RECORDS_PER_RESPONSE
@@ -477,7 +477,7 @@ fn random_peer(peers: &[PeerId]) -> Option<PeerId> {
 /// Catch up once, from the first peer that answers; then the node counts as synced.
 async fn initial_sync(node: &Node, net: &NetHandle, peer: PeerId) {
     let current = node.spec.epoch_at(node.clock.now_unix());
-    let from = if net.state.role == crate::p2p::Role::Archive { 0 } else { current.saturating_sub(node.history_epochs) };
+    let from = if net.state.role == crate::net::behaviour::Role::Archive { 0 } else { current.saturating_sub(node.history_epochs) };
     tracing::info!(%peer, from, to = current, "catching up");
     match sync_epochs(node, net, peer, from, current).await {
         Ok(n) => tracing::info!(%peer, records = n, "caught up; synced"),

@@ -1,169 +1,33 @@
-//! The running node: its shared state, start-up, and orderly shutdown.
+//! Running the node: open the database, start the network, spawn the tasks (replication,
+//! consensus rounds, the settler, anchoring, backups, the HTTP API), and stop them in order on
+//! SIGTERM or SIGINT.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::http::{HeaderMap, StatusCode};
 use protocol::ChainSpec;
-use protocol::crypto::Keypair;
 use redb::Database;
-use subtle::ConstantTimeEq;
-use protocol::Hash32;
-use protocol::consensus::{self, ValidatorKey};
+use protocol::consensus::{self};
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::anchor::{Anchor, ErgoAnchor, NullAnchor};
-use crate::api::ApiError;
+use crate::anchoring::ergo::{Anchor, ErgoAnchor, NullAnchor};
 use crate::config::NodeConfig;
-use crate::dbops::{self, Backups};
-use crate::limits::{ConnTimeouts, HttpLimits};
-use crate::metrics::{Metrics, MetricsBuilder};
-use crate::nonce::Challenges;
-use crate::network::{self, NetConfig, NetHandle};
-use crate::p2p::{self, Role, SwarmSettings};
+use crate::store::ops::{self, Backups};
+use crate::api::limits::{ConnTimeouts, HttpLimits};
+use crate::metrics::MetricsBuilder;
+use crate::api::nonce::Challenges;
+use crate::net::{self, NetConfig};
+use crate::net::behaviour::{self, Role, SwarmSettings};
 use crate::store::{DbHandle, StoreError};
-use crate::writer::{Tallies, Writer};
-use crate::{epoch, keys, relay, store};
-
-/// Wall-clock time in unix seconds: the node's only clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Clock;
-
-impl Clock {
-    pub fn now_unix(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-    }
-
-    pub fn now_unix_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-    }
-
-    /// Time left until unix second `t` begins (zero once it has), to the millisecond, so that
-    /// nodes with the same clock act at the same moment rather than up to a second apart.
-    pub fn until_unix(&self, t: u64) -> Duration {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        Duration::from_secs(t).saturating_sub(now)
-    }
-}
-
-/// What every handler and task shares.
-pub struct Node {
-    pub spec: ChainSpec,
-    /// New records each peer may still deliver (`relay::PEER_RECORDS_PER_SECOND`).
-    pub peer_records: relay::PeerBudget,
-    pub db: Arc<DbHandle>,
-    pub db_path: PathBuf,
-    pub data_dir: PathBuf,
-    pub writer: Writer,
-    pub key: Keypair,
-    pub challenges: Challenges,
-    pub admin_key: Option<String>,
-    pub clock: Clock,
-    pub started: Instant,
-    pub first_epoch: u64,
-    /// The p2p network, unless disabled (`--no-p2p`).
-    pub net: Option<NetHandle>,
-    /// Ids of records accepted here, to be announced.
-    pub announcements: Option<mpsc::Sender<Hash32>>,
-    /// Epochs of history a relay serves and pulls when catching up.
-    pub history_epochs: u64,
-    /// The validators whose votes certify settlements.
-    pub validators: BTreeSet<ValidatorKey>,
-    pub is_validator: bool,
-    /// Current voting round per open epoch.
-    pub rounds: Mutex<BTreeMap<u64, u32>>,
-    /// Epochs whose certified hash differs from ours: epoch -> our hash.
-    pub mismatches: Mutex<BTreeMap<u64, Hash32>>,
-    /// Certified epochs this node refuses to apply (`Applied::Conflict`): reported once, and not
-    /// fetched again by the rounds loop.
-    pub refused: Mutex<std::collections::BTreeSet<u64>>,
-    pub counters: Counters,
-    pub metrics: Metrics,
-    pub tallies: Arc<Tallies>,
-    pub backups: Backups,
-    /// Peers needed for `/readyz` (0: alone by configuration).
-    pub min_peers: u32,
-    /// Where anchors are looked up (and, on the primary, sent): Ergo, or nothing.
-    pub anchor: Arc<dyn Anchor>,
-    /// Wakes the anchoring task when an epoch is certified.
-    pub anchor_wake: Notify,
-}
-
-/// Event counters shown by the API.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub equivocations: AtomicU64,
-    pub settlement_mismatches: AtomicU64,
-    /// Receipt signers caught putting one payload at two slots.
-    pub receipt_equivocations: AtomicU64,
-    /// Certificates or certified records served by peers that did not hold (refused).
-    pub bad_certificates: AtomicU64,
-}
-
-impl Node {
-    /// Announce a record accepted here (best-effort: a full queue is caught up by anti-entropy).
-    pub fn announce(&self, id: Hash32) {
-        if let Some(tx) = &self.announcements {
-            let _ = tx.try_send(id);
-        }
-    }
-
-    /// The chain spec names no validators: this node is its own validator set and certifies
-    /// alone. Other nodes' votes and certificates mean nothing here (and are no offence).
-    pub fn certifies_alone(&self) -> bool {
-        self.spec.validators.is_empty()
-    }
-
-    /// Connected mesh peers.
-    pub fn peer_count(&self) -> u64 {
-        self.net.as_ref().map_or(0, |n| n.state.peer_count() as u64)
-    }
-
-    /// Caught up with the mesh (or alone: nothing to catch up with).
-    pub fn synced(&self) -> bool {
-        self.sync_status() != "syncing"
-    }
-
-    /// `synced`, `syncing`, or `disabled` (no p2p).
-    pub fn sync_status(&self) -> &'static str {
-        match &self.net {
-            None => "disabled",
-            Some(n) if n.state.synced.load(std::sync::atomic::Ordering::Acquire) => "synced",
-            Some(_) => "syncing",
-        }
-    }
-
-    /// The database for a read, or 503 while it is being reopened after a storage failure.
-    pub fn db(&self) -> Result<Arc<Database>, ApiError> {
-        Ok(self.db.get()?)
-    }
-
-    /// Wallets enrolled in `epoch`: from the writer's tally, or counted on disk for old epochs.
-    pub fn enrolled_count(&self, epoch: u64) -> Result<u64, StoreError> {
-        match self.tallies.enrolled(epoch) {
-            Some(n) => Ok(n),
-            None => store::enrolled_count(&*self.db.get()?, epoch),
-        }
-    }
-
-    /// `/admin/*` needs `X-Admin-Key` equal to the configured key (compared in constant time);
-    /// with no key configured, admin is off.
-    pub fn check_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(expected) = &self.admin_key else {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ADMIN_DISABLED", "no admin key is configured on this node"));
-        };
-        let given = headers.get("x-admin-key").map(|v| v.as_bytes()).unwrap_or_default();
-        if bool::from(given.ct_eq(expected.as_bytes())) {
-            Ok(())
-        } else {
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing or wrong X-Admin-Key"))
-        }
-    }
-}
+use crate::store::writer::{Tallies, Writer};
+use crate::clock::Clock;
+use crate::context::{Counters, Node};
+use crate::consensus::settler;
+use crate::replication;
+use crate::{keys, store};
 
 /// Start the node and run it until SIGTERM or SIGINT.
 pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
@@ -195,7 +59,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
 
     let (writer, writer_handle) = Writer::spawn(db.clone(), spec.clone(), tallies.clone(), metrics.clone(), 8192);
     let backups = Backups::default();
-    if let Some(t) = cfg.backup_dir.as_deref().and_then(|d| dbops::newest_backup_unix(d, &spec.network_id)) {
+    if let Some(t) = cfg.backup_dir.as_deref().and_then(|d| ops::newest_backup_unix(d, &spec.network_id)) {
         backups.record_success(t);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -217,7 +81,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             max_peers: cfg.max_peers,
             heartbeat: Duration::from_millis(cfg.gossip_heartbeat_ms),
         };
-        let swarm = p2p::build_swarm(&key, &settings)?;
+        let swarm = behaviour::build_swarm(&key, &settings)?;
         let mut bootnodes = cfg.bootnode_addrs()?;
         for b in &spec.bootnodes {
             let addr = b.parse().with_context(|| format!("chain spec bootnode {b:?}"))?;
@@ -229,16 +93,16 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         let own = *swarm.local_peer_id();
         bootnodes.retain(|a| !matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(p)) if p == own));
         let net_cfg = NetConfig { listen: cfg.p2p_addr.clone(), bootnodes, role: cfg.role, history_epochs: cfg.history_epochs };
-        let (handle, events, task) = network::start(swarm, net_cfg, spec.clone(), validators.clone(), db.clone(), p2p_metrics, stop_rx.clone())?;
+        let (handle, events, task) = net::start(swarm, net_cfg, spec.clone(), validators.clone(), db.clone(), p2p_metrics, stop_rx.clone())?;
         net_task = Some(task);
         let (ann_tx, ann_rx) = mpsc::channel(65_536);
-        tokio::spawn(relay::announcer(handle.clone(), ann_rx));
+        tokio::spawn(replication::announcer(handle.clone(), ann_rx));
         tracing::info!(peer_id = %handle.state.local_peer_id, role = cfg.role.as_str(), "p2p started");
         (Some(handle), Some(events), Some(ann_tx))
     };
 
     let node = Arc::new(Node {
-        peer_records: relay::peer_budget(),
+        peer_records: replication::peer_budget(),
         challenges: Challenges::new(keys::nonce_secret(&key), spec.nonce_ttl_seconds),
         spec,
         db: db.clone(),
@@ -270,7 +134,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         tracing::info!("no admin key configured: /admin/* answers 503");
     }
     let relay_task = match (net, net_events) {
-        (Some(net), Some(events)) => Some(tokio::spawn(relay::run(node.clone(), net, events, stop_rx.clone()))),
+        (Some(net), Some(events)) => Some(tokio::spawn(replication::run(node.clone(), net, events, stop_rx.clone()))),
         _ => None,
     };
 
@@ -280,13 +144,13 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let epochs = tokio::spawn(epoch::run(node.clone(), stop_rx.clone()));
+    let epochs = tokio::spawn(settler::run(node.clone(), stop_rx.clone()));
     let rounds = tokio::spawn(crate::consensus::run(node.clone(), stop_rx.clone()));
     let healer = tokio::spawn(heal_when_closed(node.clone(), stop_rx.clone()));
     let anchorer = anchoring.then(|| tokio::spawn(crate::anchoring::run(node.clone(), anchor, stop_rx.clone())));
     let backups = cfg.backup_dir.clone().map(|dir| {
         tracing::info!(dir = %dir.display(), every = %cfg.backup_every, keep = cfg.backup_keep, "scheduled backups on");
-        tokio::spawn(dbops::run_schedule(node.clone(), dir, cfg.backup_every, cfg.backup_keep, stop_rx.clone()))
+        tokio::spawn(ops::run_schedule(node.clone(), dir, cfg.backup_every, cfg.backup_keep, stop_rx.clone()))
     });
 
     let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
@@ -408,7 +272,7 @@ fn open_db(cfg: &NodeConfig, spec: &ChainSpec, epoch: u64) -> anyhow::Result<Dat
         Err(_) => "the storage engine failed while reading the file".to_owned(),
     };
     let backups = match &cfg.backup_dir {
-        Some(d) => match dbops::list_backups(d, &spec.network_id).last() {
+        Some(d) => match ops::list_backups(d, &spec.network_id).last() {
             Some(newest) => format!("the newest scheduled backup is {}", newest.display()),
             None => format!("no scheduled backup found in {}", d.display()),
         },

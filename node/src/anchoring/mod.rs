@@ -1,5 +1,5 @@
 //! The primary's anchoring policy: every certified settlement hash is anchored once, in epoch
-//! order, through the configured [`Anchor`] backend (see `anchor.rs` for the Ergo client).
+//! order, through the configured [`Anchor`] backend (see `anchoring/ergo.rs` for the Ergo client).
 //!
 //! One task does all anchoring, so an epoch is never sent twice by this process. It wakes when an
 //! epoch is certified here (and every [`SWEEP_EVERY`] otherwise), reads the certified epochs of
@@ -9,14 +9,16 @@
 //! only way an epoch can be anchored twice). Only hashes read from stored certificates are ever
 //! anchored, never a provisional settlement.
 
+pub mod ergo;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::anchor::{Anchor, AnchorError, anchor_with_retry};
+use crate::anchoring::ergo::{Anchor, AnchorError, anchor_with_retry};
 use crate::metrics::StatusLabel;
-use crate::service::Node;
+use crate::context::Node;
 use crate::store::{self, AnchorRecord};
 
 /// How far back (in epochs from the current one) unanchored certified epochs are picked up.

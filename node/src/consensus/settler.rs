@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::consensus;
-use crate::service::Node;
+use crate::context::Node;
 use crate::store;
 
 /// How often catch-up progress is logged, in epochs.

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::config::{self, HumanDuration};
 use crate::metrics::StatusLabel;
-use crate::service::Node;
+use crate::context::Node;
 use crate::store::{self, CheckReport};
 
 /// First bytes of a gzip stream.
@@ -286,7 +286,7 @@ pub fn compact(path: &Path) -> anyhow::Result<(u64, u64)> {
 }
 
 pub fn unix_now() -> u64 {
-    crate::service::Clock.now_unix()
+    crate::clock::Clock.now_unix()
 }
 
 /// `YYYYMMDDTHHMMSSZ` for a unix time (UTC).

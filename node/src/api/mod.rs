@@ -1,7 +1,10 @@
 //! The HTTP API (axum): the field miners' protocol, wallet and explorer reads, health, and admin.
 //! Every error is `{"ok": false, "error", "message", "code"}` with a 4xx (or 503) status.
 //! The public routes are rate-limited per client IP and time-limited; `/admin/*` has its own,
-//! stricter limit; `/livez` and `/readyz` are never limited (see `limits.rs`).
+//! stricter limit; `/livez` and `/readyz` are never limited (see `api/limits.rs`).
+
+pub mod limits;
+pub mod nonce;
 
 use std::sync::Arc;
 
@@ -24,9 +27,9 @@ use redb::ReadableDatabase;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::limits::{self, CappedListener, HttpLimits};
-use crate::nonce::ChallengeError;
-use crate::service::Node;
+use limits::{CappedListener, HttpLimits};
+use crate::api::nonce::ChallengeError;
+use crate::context::Node;
 use crate::store::{self, NewAdmin, NewAttestation, NewTransfer, Origin, Refusal, StoredClaim, StoredTransfer};
 
 /// An HTTP error in the one shape every client sees.
@@ -627,11 +630,11 @@ async fn anchor(
     // The look-up: confirmations and the registers, compared with our own certified hash.
     let (confirmations, verified, onchain, lookup_error) = match node.anchor.lookup(&tx_id).await {
         Ok(l) => {
-            let ok = crate::anchor::verify(&l, &cert.settlement_hash) && l.epoch == Some(epoch);
+            let ok = crate::anchoring::ergo::verify(&l, &cert.settlement_hash) && l.epoch == Some(epoch);
             let onchain = json!({"settlement_hash": l.settlement_hash.map(hex::encode), "epoch": l.epoch, "inclusion_height": l.inclusion_height});
             (Some(l.confirmations), ok, onchain, None)
         }
-        Err(crate::anchor::AnchorError::Disabled) => {
+        Err(crate::anchoring::ergo::AnchorError::Disabled) => {
             (None, false, Value::Null, Some("no Ergo node is configured on this node (--ergo-url): cannot verify".to_owned()))
         }
         Err(e) => (None, false, Value::Null, Some(e.to_string())),
@@ -933,7 +936,7 @@ async fn admin_backup(
     let dir = node.data_dir.clone();
     let (file, info) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let path = dir.join(format!(".online-backup-{}.tmp", hex::encode(crate::keys::generate().public())));
-        let info = crate::dbops::snapshot(&db, &path, compress)?;
+        let info = crate::store::ops::snapshot(&db, &path, compress)?;
         // Unlinked at once: the open handle keeps it readable and nothing is left behind.
         let file = std::fs::File::open(&path)?;
         std::fs::remove_file(&path)?;

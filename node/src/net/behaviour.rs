@@ -1,6 +1,6 @@
 //! The libp2p behaviour and its configuration, built in one place: transports, gossipsub (with
 //! presets and peer scoring), Kademlia, identify, ping, the sync request-response protocol,
-//! connection limits and the block list. No application logic: `network.rs` drives it.
+//! connection limits and the block list. No application logic: `net/mod.rs` drives it.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -181,7 +181,7 @@ fn behaviour(key: &identity::Keypair, s: &SwarmSettings) -> Result<Behaviour, Bo
         kad,
         identify,
         // Two pings in a row unanswered (libp2p forgives the first) close the connection: a
-        // dead connection is noticed within about 25 s (network.rs).
+        // dead connection is noticed within about 25 s (net/mod.rs).
         ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5)).with_timeout(Duration::from_secs(10))),
         sync,
     })

@@ -1,6 +1,9 @@
 //! The node's redb database: table layout, schema check, and the read and write operations on it.
-//! Writes happen only in the writer task (`writer.rs`); everything here that takes a
+//! Writes happen only in the writer task (`store/writer.rs`); everything here that takes a
 //! `WriteTransaction` is called from there.
+
+pub mod ops;
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -1330,7 +1333,7 @@ pub fn unfinished_settled(db: &Database, from: u64) -> Result<Vec<u64>, StoreErr
     Ok(out)
 }
 
-/// An epoch's certified hash as this node anchored it externally (see `anchor.rs`).
+/// An epoch's certified hash as this node anchored it externally (see `anchoring/ergo.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnchorRecord {
     #[serde(with = "serde_bytes")]
