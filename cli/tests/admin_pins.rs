@@ -11,6 +11,26 @@ fn admin(node: &TestNode, body: Value) -> (u16, Value) {
     node.post_raw("/admin/attest/key", serde_json::to_vec(&body).unwrap(), &[("x-admin-key", ADMIN_KEY), ("content-type", "application/json")])
 }
 
+trait StatusPoll {
+    fn wait_until_post(&self, fields: &[(&str, &str)], secs: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value;
+}
+
+impl StatusPoll for TestNode {
+    /// Ask `status` until `check` holds (or fail after `secs`).
+    fn wait_until_post(&self, fields: &[(&str, &str)], secs: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let body: serde_json::Map<String, Value> = fields.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let (_, v) = admin(self, Value::Object(body.clone()));
+            if check(&v) {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: not within {secs} s: {v}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
 fn attest(node: &TestNode, m: &Miner) -> (u16, Value) {
     node.post("/attest/submit", &m.body(&node.challenge(None)))
 }
@@ -75,14 +95,23 @@ fn only_the_admin_node_unpins_a_wallet_name_and_every_validator_applies_it() {
     let change_epoch = v["epoch"].as_u64().unwrap();
     assert!(change_epoch >= e2);
     assert_eq!(v["applies_from_epoch"].as_u64(), Some(change_epoch + 1));
-    let (_, st) = admin(relay, json!({"miner": "shared-name"}));
-    assert_eq!(st["pinned_key"], first_key.as_str(), "nothing changes before the epoch is certified: {st}");
+    // The change reached the relay (it is a replicated record), pending until its epoch is certified.
+    let st = relay.wait_until_post(&[("miner", "shared-name")], 20, "the change replicated", |st| {
+        st["changes"].as_array().is_some_and(|c| c.iter().any(|c| c["epoch"].as_u64() == Some(change_epoch) && c["key"] == ""))
+    });
+    assert_eq!(st["pinned_key"], first_key.as_str(), "{st}");
     let hashes: Vec<Value> = nodes.iter().map(|n| certified(n, change_epoch, 60)["settlement_hash"].clone()).collect();
     assert!(hashes[0].is_string() && hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
     let s = certified(validator, change_epoch, 5);
     let change: Vec<&Value> = s["record"]["bindings"].as_array().unwrap().iter().filter(|b| b["kind"] == "admin_key").collect();
     assert_eq!(change.len(), 1, "{s}");
     assert_eq!((change[0]["key"].as_str(), change[0]["owner"].as_str()), (Some("shared-name"), Some("")));
+
+    for n in &nodes {
+        certified(n, change_epoch, 60);
+        let (_, st) = admin(n, json!({"miner": "shared-name"}));
+        assert_eq!(st["changes"][0]["state"], "applied", "node {}: {st}", n.url);
+    }
 
     // From the next epoch the name is free: the second key's claim pins it, on every node, and
     // the first key is now the one refused.
@@ -92,6 +121,9 @@ fn only_the_admin_node_unpins_a_wallet_name_and_every_validator_applies_it() {
     let s3 = certified(primary, e3, 60);
     assert!(s3["record"]["bindings"].as_array().unwrap().iter().any(|b| b["kind"] == "wallet_key" && b["owner"] == second_key.as_str()), "{s3}");
     assert!(s3["record"]["entries"].as_array().unwrap().iter().any(|e| e["miner"] == "shared-name"), "{s3}");
+    for n in &nodes {
+        certified(n, e3, 60);
+    }
     next_epoch_start(primary, e3);
     for n in &nodes {
         let (s, v) = attest(n, &first);
@@ -100,4 +132,21 @@ fn only_the_admin_node_unpins_a_wallet_name_and_every_validator_applies_it() {
         assert_eq!(st["pinned_key"], second_key.as_str(), "{st}");
         assert_eq!(st["history"].as_array().unwrap().len(), 3, "pin, unpin, pin: {st}");
     }
+
+    // `set` pins the name to a key outright: back to the first key, from the epoch after.
+    let (s, v) = admin(primary, json!({"miner": "shared-name", "action": "set", "public_key": first_key, "note": "found the old key"}));
+    assert_eq!(s, 200, "{v}");
+    let set_epoch = v["epoch"].as_u64().unwrap();
+    for n in &nodes {
+        certified(n, set_epoch, 60);
+    }
+    next_epoch_start(primary, set_epoch);
+    for n in &nodes {
+        let (s, v) = attest(n, &second);
+        assert_eq!((s, v["code"].as_str()), (403, Some("KEY_MISMATCH")), "{v}");
+        let (_, st) = admin(n, json!({"miner": "shared-name"}));
+        assert_eq!(st["pinned_key"], first_key.as_str(), "{st}");
+    }
+    let (s, v) = attest(validator, &first);
+    assert_eq!(s, 200, "{v}");
 }

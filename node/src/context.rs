@@ -8,22 +8,18 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::http::{HeaderMap, StatusCode};
 use protocol::ChainSpec;
 use protocol::Hash32;
 use protocol::consensus::ValidatorKey;
 use protocol::crypto::Keypair;
 use redb::Database;
-use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, mpsc};
 
 use crate::anchoring::ergo::Anchor;
-use crate::api::ApiError;
 use crate::api::nonce::Challenges;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::net::NetHandle;
-use crate::replication;
 use crate::store::ops::Backups;
 use crate::store::writer::{Tallies, Writer};
 use crate::store::{self, DbHandle, StoreError};
@@ -31,8 +27,8 @@ use crate::store::{self, DbHandle, StoreError};
 /// What every handler and task shares.
 pub struct Node {
     pub spec: ChainSpec,
-    /// New records each peer may still deliver (`replication::PEER_RECORDS_PER_SECOND`).
-    pub peer_records: replication::PeerBudget,
+    /// New records each peer may still deliver (`net::budget`).
+    pub peer_records: crate::net::budget::PeerBudget,
     pub db: Arc<DbHandle>,
     pub db_path: PathBuf,
     pub data_dir: PathBuf,
@@ -96,6 +92,13 @@ impl Node {
         self.spec.validators.is_empty()
     }
 
+    /// The oldest epoch this node still works on: the rounds vote again and fetch certificates for
+    /// it, and peers' records of it are stored (PROTOCOL.md §10.5, §12): the last `history_epochs`,
+    /// at least 2, before the current one.
+    pub fn oldest_open_epoch(&self) -> u64 {
+        self.spec.epoch_at(self.clock.now_unix()).saturating_sub(self.history_epochs.max(2))
+    }
+
     /// Connected mesh peers.
     pub fn peer_count(&self) -> u64 {
         self.net.as_ref().map_or(0, |n| n.state.peer_count() as u64)
@@ -115,9 +118,10 @@ impl Node {
         }
     }
 
-    /// The database for a read, or 503 while it is being reopened after a storage failure.
-    pub fn db(&self) -> Result<Arc<Database>, ApiError> {
-        Ok(self.db.get()?)
+    /// The database for a read (`StoreError::Closed` while it is being reopened after a storage
+    /// failure: a 503 over HTTP).
+    pub fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.get()
     }
 
     /// Wallets enrolled in `epoch`: from the writer's tally, or counted on disk for old epochs.
@@ -125,20 +129,6 @@ impl Node {
         match self.tallies.enrolled(epoch) {
             Some(n) => Ok(n),
             None => store::enrolled_count(&*self.db.get()?, epoch),
-        }
-    }
-
-    /// `/admin/*` needs `X-Admin-Key` equal to the configured key (compared in constant time);
-    /// with no key configured, admin is off.
-    pub fn check_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(expected) = &self.admin_key else {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ADMIN_DISABLED", "no admin key is configured on this node"));
-        };
-        let given = headers.get("x-admin-key").map(|v| v.as_bytes()).unwrap_or_default();
-        if bool::from(given.ct_eq(expected.as_bytes())) {
-            Ok(())
-        } else {
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing or wrong X-Admin-Key"))
         }
     }
 }

@@ -1,16 +1,14 @@
 //! Prometheus metrics: the node's metric handles, the one `prometheus_client` registry they live in
-//! (shared with libp2p's metrics), the HTTP middleware that records every API request, and the
-//! `/metrics` listener. Gauges that mirror stored state are refreshed when Prometheus scrapes.
+//! (shared with libp2p's metrics), and the HTTP middleware that records every API request. The
+//! `/metrics` listener, which refreshes the gauges that mirror stored state, is `api::metrics`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,10 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-use protocol::spec::rtc_f64;
 
-use crate::context::Node;
-use crate::store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -211,48 +206,6 @@ impl Metrics {
             self.attestations_rejected.get_or_create(&CodeLabel { code }).inc();
         }
     }
-
-    /// Bring the state-mirroring gauges up to date (called on every scrape).
-    pub fn refresh(&self, node: &Node) {
-        let now = node.clock.now_unix();
-        let epoch = node.spec.epoch_at(now);
-        self.current_epoch.set(epoch as i64);
-        self.epoch_pot_rtc.set(rtc_f64(node.spec.epoch_pot_urtc));
-        if let Ok(n) = node.enrolled_count(epoch) {
-            self.enrolled_miners.set(n as i64);
-        }
-        self.total_balance_rtc.set(rtc_f64(node.tallies.total_balance_urtc()));
-        if let Some(e) = node.tallies.last_settled() {
-            self.last_settled_epoch.set(e as i64);
-        }
-        self.peers.set(node.peer_count() as i64);
-        self.sync_status.set(i64::from(node.synced()));
-        if let Ok(Some(e)) = node.db.get().and_then(|db| store::last_certified(&db)) {
-            self.last_certified_epoch.set(e as i64);
-        }
-        if let Some(net) = &node.net {
-            // Counters only go up: add what the mesh counted since the last scrape.
-            let st = &net.state;
-            for (direction, total) in [("in", st.gossip_received.load(Ordering::Relaxed)), ("out", st.gossip_sent.load(Ordering::Relaxed))] {
-                let c = self.gossip_messages.get_or_create(&DirectionLabel { direction });
-                c.inc_by(total.saturating_sub(c.get()));
-            }
-            let rejected = st.gossip_rejected.load(Ordering::Relaxed);
-            self.gossip_rejected.inc_by(rejected.saturating_sub(self.gossip_rejected.get()));
-        }
-        if let Ok(meta) = std::fs::metadata(&node.db_path) {
-            self.db_size_bytes.set(meta.len() as i64);
-        }
-        match node.backups.last_success_unix() {
-            Some(t) => {
-                self.backup_last_success.set(t as i64);
-                self.backup_age_seconds.set(now.saturating_sub(t) as f64);
-            }
-            None => {
-                self.backup_age_seconds.set(-1.0);
-            }
-        }
-    }
 }
 
 /// Axum middleware: count and time every request under its route template.
@@ -272,27 +225,6 @@ pub fn encode(registry: &Registry) -> String {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, registry).expect("writing to a String cannot fail");
     out
-}
-
-async fn scrape(State((registry, node)): State<(Arc<Registry>, Arc<Node>)>) -> Response {
-    node.metrics.refresh(&node);
-    let body = encode(&registry);
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
-}
-
-/// Serve `/metrics` on its own listener (not rate-limited; bind it to a private address).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    registry: Arc<Registry>,
-    node: Arc<Node>,
-    timeouts: crate::api::limits::ConnTimeouts,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = axum::Router::new()
-        .route("/metrics", get(scrape))
-        .fallback(|| async { crate::api::ApiError::new(axum::http::StatusCode::NOT_FOUND, "NOT_FOUND", "only /metrics is served here") })
-        .with_state((registry, node));
-    crate::api::limits::serve(listener, app, timeouts, shutdown).await
 }
 
 #[cfg(test)]

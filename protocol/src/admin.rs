@@ -74,13 +74,10 @@ pub fn signed_digest(network_id: &str, epoch: u64, wallet: &str, key: &str, note
     )
 }
 
-/// The admin keys in force: the spec's `admin.keys`; when it lists none, the node's own key if the
-/// spec names no validators either (a lone node, its own validator set, administers itself), and
-/// no key at all otherwise (a change only one node accepted would only make it disagree).
-pub fn admin_keys(spec: &ChainSpec, own: &[u8; 32]) -> Vec<[u8; 32]> {
-    if spec.admin.keys.is_empty() {
-        return if spec.validators.is_empty() { vec![*own] } else { Vec::new() };
-    }
+/// The admin keys: the chain spec's `admin.keys`, and no other. A spec without any has none, so no
+/// pin can be changed (a key that only some nodes took for an admin key would make a change valid
+/// on one node and an offence on the next).
+pub fn admin_keys(spec: &ChainSpec) -> Vec<[u8; 32]> {
     spec.admin.keys.iter().filter_map(|k| crypto::decode_hex::<32>("admin key", k).ok()).collect()
 }
 
@@ -233,14 +230,11 @@ mod tests {
     }
 
     #[test]
-    fn without_spec_admin_keys_only_a_lone_node_administers_itself() {
+    fn only_the_specs_admin_keys_are_admin_keys() {
         let mut s = spec();
-        let own = [3; 32];
-        assert_eq!(admin_keys(&s, &own), vec![own]);
-        s.validators = vec![hex::encode([4u8; 32])];
-        assert_eq!(admin_keys(&s, &own), Vec::<[u8; 32]>::new(), "a network of validators without admin keys has none");
+        assert_eq!(admin_keys(&s), Vec::<[u8; 32]>::new(), "no admin keys in the spec: none, for every node");
         s.admin.keys = vec![hex::encode(admin().public())];
-        assert_eq!(admin_keys(&s, &own), vec![admin().public()]);
+        assert_eq!(admin_keys(&s), vec![admin().public()]);
     }
 
     #[test]

@@ -366,14 +366,16 @@ mod tests {
     proptest! {
         #[test]
         fn the_key_in_force_does_not_depend_on_the_order_settlements_were_applied(
-            log in prop::collection::btree_map(0u64..12, (any::<bool>(), 0u8..3), 0..10),
+            // At most one pin and one admin change per epoch (a settlement binds a key once per
+            // kind), often both in one epoch.
+            log in prop::collection::btree_map((0u64..8, any::<bool>()), 0u8..3, 0..12),
             seed in any::<u64>(),
-            at in 0u64..14,
+            at in 0u64..10,
         ) {
             let owners = ["", "k1", "k2"];
             let entries: Vec<(u64, BindingKind, &str)> = log
                 .iter()
-                .map(|(e, (admin, o))| if *admin { (*e, BindingKind::AdminKey, owners[*o as usize]) } else { (*e, BindingKind::WalletKey, owners[1 + (*o as usize) % 2]) })
+                .map(|((e, admin), o)| if *admin { (*e, BindingKind::AdminKey, owners[*o as usize]) } else { (*e, BindingKind::WalletKey, owners[1 + (*o as usize) % 2]) })
                 .collect();
             let mut shuffled = entries.clone();
             let mut x = seed | 1;
@@ -381,6 +383,18 @@ mod tests {
                 x ^= x << 13; x ^= x >> 7; x ^= x << 17;
                 shuffled.swap(i, (x % (i as u64 + 1)) as usize);
             }
+            // The same as replaying the certified settlements in epoch order (within an epoch the
+            // pin was judged before the admin change), keeping the state of a name's pin.
+            let mut replay: Option<&str> = None;
+            let mut ordered: Vec<&(u64, BindingKind, &str)> = entries.iter().filter(|e| e.0 < at).collect();
+            ordered.sort_by_key(|e| (e.0, e.1 == BindingKind::AdminKey));
+            for (_, kind, owner) in ordered {
+                match kind {
+                    BindingKind::AdminKey => replay = Some(*owner).filter(|o| !o.is_empty()),
+                    _ => replay = replay.or(Some(*owner)),
+                }
+            }
+            prop_assert_eq!(key_in_force(entries.iter().copied(), at), replay.map(str::to_owned));
             prop_assert_eq!(key_in_force(entries, at), key_in_force(shuffled, at));
         }
     }

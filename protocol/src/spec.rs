@@ -48,8 +48,7 @@ pub struct AdminSettings {
     #[serde(default = "yes")]
     pub manual_settlement: bool,
     /// Public keys (hex) of the nodes that may change a wallet name's pinned key
-    /// (`POST /admin/attest/key`, PROTOCOL.md §7.2). Empty: the node's own key when `validators` is
-    /// empty too (a lone node administers itself), none otherwise.
+    /// (`POST /admin/attest/key`, PROTOCOL.md §7.2). Empty: nobody can.
     #[serde(default)]
     pub keys: Vec<String>,
 }

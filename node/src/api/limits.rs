@@ -32,7 +32,7 @@ use tower_governor::GovernorError;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
 
-use crate::api::ApiError;
+use crate::api::error::ApiError;
 use crate::config::NodeConfig;
 use crate::metrics::{Metrics, ScopeLabel};
 

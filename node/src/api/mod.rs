@@ -3,7 +3,9 @@
 //! The public routes are rate-limited per client IP and time-limited; `/admin/*` has its own,
 //! stricter limit; `/livez` and `/readyz` are never limited (see `api/limits.rs`).
 
+pub mod error;
 pub mod limits;
+pub mod metrics;
 pub mod nonce;
 
 use std::sync::Arc;
@@ -18,78 +20,38 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use protocol::admin::{self, AdminRecord};
-use protocol::attestation::{self, AttestationRecord, AttestError, Receipt};
+use protocol::attestation::{self, AttestationRecord, Receipt};
 use protocol::canonical_json;
 use protocol::settlement::TransferResult;
 use protocol::transfer::{self, TransferRecord};
 use protocol::spec::{URTC_PER_RTC, rtc_f64};
 use redb::ReadableDatabase;
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 use serde_json::{Value, json};
 
+pub use error::ApiError;
 use limits::{CappedListener, HttpLimits};
 use crate::api::nonce::ChallengeError;
 use crate::context::Node;
 use crate::store::{self, NewAdmin, NewAttestation, NewTransfer, Origin, Refusal, StoredClaim, StoredTransfer};
 
-/// An HTTP error in the one shape every client sees.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
-    }
-    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-    fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
-    }
-    fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE", message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({"ok": false, "error": self.message, "message": self.message, "code": self.code});
-        (self.status, Json(body)).into_response()
-    }
-}
-
-impl From<store::StoreError> for ApiError {
-    fn from(e: store::StoreError) -> Self {
-        if !matches!(e, store::StoreError::Closed) {
-            tracing::error!(error = %e, "storage read failed");
-        }
-        ApiError::unavailable(format!("storage unavailable: {e}"))
-    }
-}
-
-impl From<AttestError> for ApiError {
-    fn from(e: AttestError) -> Self {
-        let status = match e {
-            AttestError::InvalidDevice(_)
-            | AttestError::InvalidSignals(_)
-            | AttestError::InvalidFingerprint(_)
-            | AttestError::InvalidMetric(..)
-            | AttestError::InvalidCores
-            | AttestError::InvalidMacs => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            AttestError::KeyMismatch { .. } => StatusCode::FORBIDDEN,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, e.code(), e.to_string())
-    }
-}
-
 type ApiResult = Result<Response, ApiError>;
+
+/// `/admin/*` needs `X-Admin-Key` equal to the configured key (compared in constant time);
+/// with no key configured, admin is off.
+pub fn check_admin(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &node.admin_key else {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ADMIN_DISABLED", "no admin key is configured on this node"));
+    };
+    let given = headers.get("x-admin-key").map(|v| v.as_bytes()).unwrap_or_default();
+    if bool::from(given.ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing or wrong X-Admin-Key"))
+    }
+}
+
 
 /// A body that the limit or the connection cut short becomes a JSON error too.
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -813,7 +775,7 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
 }
 
 async fn admin_settle(State(node): State<Arc<Node>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult {
-    node.check_admin(&headers)?;
+    check_admin(&node, &headers)?;
     let body = json_object(&body_bytes(body)?)?;
     let current = node.spec.epoch_at(node.clock.now_unix());
     let epoch = match body.get("epoch") {
@@ -854,7 +816,7 @@ async fn admin_settle(State(node): State<Arc<Node>>, headers: HeaderMap, body: R
 /// spec's admin keys, for the open epoch; every node applies it with that epoch's certified
 /// settlement, so it holds from the next epoch on.
 async fn admin_attest_key(State(node): State<Arc<Node>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult {
-    node.check_admin(&headers)?;
+    check_admin(&node, &headers)?;
     let body = json_object(&body_bytes(body)?)?;
     let text = |k: &'static str| -> Result<Option<&str>, ApiError> {
         match body.get(k) {
@@ -874,7 +836,7 @@ async fn admin_attest_key(State(node): State<Arc<Node>>, headers: HeaderMap, bod
                 "ok": true, "miner": miner, "epoch": epoch, "pinned_key": st.pinned_key,
                 "pinnable": attestation::valid_miner_id(miner) && !attestation::is_rtc_address(miner),
                 "history": st.history.iter().map(|(e, kind, key)| json!({"epoch": e, "kind": kind, "key": key})).collect::<Vec<_>>(),
-                "pending": st.pending.iter().map(|(e, key, note)| json!({"epoch": e, "key": key, "note": note})).collect::<Vec<_>>(),
+                "changes": st.changes,
             }))
             .into_response());
         }
@@ -887,11 +849,14 @@ async fn admin_attest_key(State(node): State<Arc<Node>>, headers: HeaderMap, bod
         }
     };
     let note = text("note")?.unwrap_or("");
-    if !admin::admin_keys(&node.spec, &node.key.public()).contains(&node.key.public()) {
+    if !admin::admin_keys(&node.spec).contains(&node.key.public()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "NOT_AN_ADMIN_NODE",
-            "this node's key is not one of the chain spec's admin.keys: send the request to an admin node",
+            format!(
+                "this node's key ({}) is not one of the chain spec's admin.keys: send the request to an admin node, or list this key under [admin] keys in the spec of every node",
+                hex::encode(node.key.public())
+            ),
         ));
     }
     let record = AdminRecord::sign(&node.spec, &node.key, epoch, miner, &key, note, now_ms).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
@@ -921,7 +886,7 @@ async fn admin_backup(
     headers: HeaderMap,
     q: Result<Query<BackupQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    node.check_admin(&headers)?;
+    check_admin(&node, &headers)?;
     let q = query(q)?;
     let compress = match q.compress.as_deref() {
         None | Some("gzip") => true,

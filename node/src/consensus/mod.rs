@@ -13,6 +13,7 @@ use std::time::Duration;
 use protocol::Hash32;
 use protocol::consensus::{EpochCertificate, Vote};
 use protocol::settlement::Settlement;
+use libp2p::gossipsub::MessageAcceptance;
 use protocol::wire::{Id, InvEpoch, Request, Response};
 use tokio::sync::watch;
 
@@ -227,7 +228,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }
         let now = node.clock.now_unix();
-        let from = rounds_floor(&node);
+        let from = node.oldest_open_epoch();
         let Ok(open) = node.db.get().and_then(|db| store::unfinished_settled(&db, from)) else { continue };
         let timeout = ROUND_TIMEOUT_SLOTS * node.spec.slot_seconds;
         // An epoch became final (left the open set, not below the floor): a later one waiting for it
@@ -322,10 +323,68 @@ pub async fn certified_from(
     }
 }
 
-/// The oldest epoch the rounds loop still works on (votes again, fetches certificates for): the
-/// last `history_epochs`, at least 2, before the current one.
-pub fn rounds_floor(node: &Node) -> u64 {
-    node.spec.epoch_at(node.clock.now_unix()).saturating_sub(node.history_epochs.max(2))
+/// Whether an `INV_EPOCH` is worth any work here: an epoch this node still works on (the
+/// window of the rounds, `Node::oldest_open_epoch`) and not one that has not even ended on our
+/// clock. Anything else is ignored: not forwarded, not held against the sender (its clock may
+/// differ a little from ours).
+pub fn epoch_announcement_in_window(node: &Node, epoch: u64) -> bool {
+    let current = node.spec.epoch_at(node.clock.now_unix());
+    epoch < current && epoch >= node.oldest_open_epoch()
+}
+
+/// A peer says it certified an epoch (`INV_EPOCH`). Verified before it is forwarded: if this node
+/// holds the epoch's certificate, the announced hash must be the certified one; if not, the
+/// announcer must serve a certificate for that hash that verifies (which this node then applies).
+/// A contradicted or undeliverable announcement is rejected and its sender penalised 50. Only a
+/// verified announcement whose registry digest differs from ours starts a reconcile with the
+/// sender. Alone (no validator set), no peer's certificate means anything here: the announcement
+/// is not forwarded, but its digest still starts a reconcile.
+pub async fn on_epoch(node: &Arc<Node>, net: &NetHandle, msg_id: libp2p::gossipsub::MessageId, source: PeerId, inv: InvEpoch) {
+    let report = |acceptance| net.send(Command::Report { msg_id: msg_id.clone(), source, acceptance });
+    let held = match node.db.get().and_then(|db| store::certificate(&db, inv.epoch)) {
+        Ok(held) => held,
+        Err(_) => return report(MessageAcceptance::Ignore),
+    };
+    let acceptance = match held {
+        _ if node.certifies_alone() => MessageAcceptance::Ignore,
+        Some(cert) if cert.settlement_hash == inv.settlement_hash.0 => MessageAcceptance::Accept,
+        held => match certified_from(node, net, source, inv.epoch, Some(inv.settlement_hash.0)).await {
+            Ok((cert, settlement)) => match held {
+                None => {
+                    finalize(node, cert, settlement).await;
+                    MessageAcceptance::Accept
+                }
+                // Another hash than the one certified here. A second certificate for an epoch needs
+                // more than f equivocators in one round, or honest validators that re-voted in a
+                // later round before the first certificate reached them (PROTOCOL.md §12): a split,
+                // not the announcer's offence. Never applied: the first certificate here stands.
+                Some(ours) => {
+                    tracing::error!(
+                        epoch = inv.epoch, peer = %source, ours = %hex::encode(ours.settlement_hash), theirs = %hex::encode(inv.settlement_hash.0),
+                        "CERTIFICATE SPLIT: a peer holds a valid certificate for another hash of this epoch; the first one applied here stands"
+                    );
+                    MessageAcceptance::Ignore
+                }
+            },
+            Err(NotTaken::Invalid) => MessageAcceptance::Reject,
+            // It announced a certificate it does not have: false.
+            Err(NotTaken::NoCertificate) => {
+                net.penalize(source, 50, format!("announced epoch {} certified but served no certificate for it", inv.epoch));
+                MessageAcceptance::Reject
+            }
+            // Busy, timed out or gone: not proven wrong.
+            Err(NotTaken::NoAnswer) => MessageAcceptance::Ignore,
+        },
+    };
+    report(acceptance);
+    if acceptance == MessageAcceptance::Reject {
+        return;
+    }
+    let Ok(digest) = node.db.get().and_then(|db| store::epoch_digest(&db, inv.epoch)) else { return };
+    if digest.root() != inv.registry_digest.0 {
+        tracing::debug!(epoch = inv.epoch, peer = %source, mine = digest.count, theirs = inv.records, "registry differs from a peer's; reconciling");
+        let _ = replication::reconcile(node, net, source, inv.epoch).await;
+    }
 }
 
 async fn next_round(node: &Arc<Node>, epoch: u64, round: u32) {

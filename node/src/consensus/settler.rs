@@ -25,7 +25,7 @@ const CHAIN_WAIT_MAX: Duration = Duration::from_secs(60);
 async fn wait_for_previous(node: &Node, previous: u64, settled_at: Instant, stop: &mut watch::Receiver<bool>) {
     let limit = Duration::from_secs(consensus::ROUND_TIMEOUT_SLOTS * node.spec.slot_seconds).min(CHAIN_WAIT_MAX);
     let applied = || node.db.get().and_then(|db| store::is_applied(&db, previous)).unwrap_or(false);
-    if node.certifies_alone() || previous < consensus::rounds_floor(node) || applied() || settled_at.elapsed() >= limit {
+    if node.certifies_alone() || previous < node.oldest_open_epoch() || applied() || settled_at.elapsed() >= limit {
         return;
     }
     tracing::debug!(epoch = previous + 1, previous, "waiting for the previous epoch's certificate before settling");

@@ -7,6 +7,7 @@
 //! verified.
 
 pub mod behaviour;
+pub mod budget;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -2,6 +2,9 @@
 //! consensus rounds, the settler, anchoring, backups, the HTTP API), and stop them in order on
 //! SIGTERM or SIGINT.
 
+pub mod backups;
+mod router;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -102,7 +105,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     };
 
     let node = Arc::new(Node {
-        peer_records: replication::peer_budget(),
+        peer_records: crate::net::budget::peer_budget(),
         challenges: Challenges::new(keys::nonce_secret(&key), spec.nonce_ttl_seconds),
         spec,
         db: db.clone(),
@@ -134,7 +137,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         tracing::info!("no admin key configured: /admin/* answers 503");
     }
     let relay_task = match (net, net_events) {
-        (Some(net), Some(events)) => Some(tokio::spawn(replication::run(node.clone(), net, events, stop_rx.clone()))),
+        (Some(net), Some(events)) => Some(tokio::spawn(router::route(node.clone(), net, events, stop_rx.clone()))),
         _ => None,
     };
 
@@ -150,14 +153,14 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let anchorer = anchoring.then(|| tokio::spawn(crate::anchoring::run(node.clone(), anchor, stop_rx.clone())));
     let backups = cfg.backup_dir.clone().map(|dir| {
         tracing::info!(dir = %dir.display(), every = %cfg.backup_every, keep = cfg.backup_keep, "scheduled backups on");
-        tokio::spawn(ops::run_schedule(node.clone(), dir, cfg.backup_every, cfg.backup_keep, stop_rx.clone()))
+        tokio::spawn(backups::run_schedule(node.clone(), dir, cfg.backup_every, cfg.backup_keep, stop_rx.clone()))
     });
 
     let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
         .await
         .with_context(|| format!("binding the metrics listener to {}", cfg.metrics_addr))?;
     tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening on /metrics");
-    let metrics_server = tokio::spawn(crate::metrics::serve(metrics_listener, registry, node.clone(), ConnTimeouts::from_config(&cfg), stopped(&stop_rx)));
+    let metrics_server = tokio::spawn(crate::api::metrics::serve(metrics_listener, registry, node.clone(), ConnTimeouts::from_config(&cfg), stopped(&stop_rx)));
 
     let listener = tokio::net::TcpListener::bind(cfg.http_addr)
         .await

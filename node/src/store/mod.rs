@@ -100,6 +100,9 @@ const EPOCH_ADMIN: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("
 const KEY_LOG: TableDefinition<(&str, u64, &str), &str> = TableDefinition::new("key_log");
 
 /// Every table of the schema. A backup copies exactly these; `check` wants all of them.
+/// The tables schema version 4 added (a schema-3 database is migrated when a node opens it).
+const ADDED_IN_4: [&str; 3] = ["admin_records", "epoch_admin", "key_log"];
+
 pub const TABLE_NAMES: [&str; 30] = [
     "meta", "records", "epoch_claims", "enrollments", "bindings", "profile_cells", "epoch_first_claims", "payload_receipts",
     "receipt_evidence", "used_nonces", "miners", "settlements", "balances", "ledger", "votes", "certificates",
@@ -436,20 +439,21 @@ pub fn init(db: Database, spec: &ChainSpec, current_epoch: u64) -> Result<Databa
         }
         Some(v) => {
             let found = be_u64(&v).ok_or(StoreError::Corrupt("schema version"))?;
-            if found == 3 {
-                migrate_3_to_4(&w)?;
-                w.commit()?;
-                tracing::info!("database migrated from schema version 3 to 4 (admin pin changes)");
-            } else {
-                w.abort()?;
-            }
             if found != SCHEMA_VERSION && found != 3 {
                 return Err(StoreError::Schema { found, expected: SCHEMA_VERSION });
             }
-            let network = meta_bytes(&db.begin_read()?, "network_id")?.unwrap_or_default();
+            // The network first: a database of another network is refused as it is, not migrated.
+            let network = w.open_table(META)?.get("network_id")?.map(|v| v.value().to_vec()).unwrap_or_default();
             let network = String::from_utf8_lossy(&network).into_owned();
             if network != spec.network_id {
                 return Err(StoreError::Network { found: network, expected: spec.network_id.clone() });
+            }
+            if found == 3 {
+                migrate_3_to_4(&w)?;
+                w.commit()?;
+                tracing::info!("database migrated from schema version 3 to 4 (admin pin changes); a schema-3 binary can no longer open it");
+            } else {
+                w.abort()?;
             }
         }
     }
@@ -948,16 +952,39 @@ fn epoch_admin_records(w: &WriteTransaction, epoch: u64) -> Result<Vec<(Hash32, 
     Ok(out)
 }
 
+/// What became of an admin change stored here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeState {
+    /// Its epoch is not certified here yet.
+    Pending,
+    /// The certified settlement of its epoch made this change.
+    Applied,
+    /// Its epoch was certified without it (it reached the validators too late, or a later change
+    /// of the same name in that epoch won): nothing changed; make it again.
+    NotApplied,
+}
+
+/// One admin change of a wallet name stored here.
+#[derive(Debug, Clone, Serialize)]
+pub struct PinChange {
+    pub epoch: u64,
+    pub key: String,
+    pub note: String,
+    pub state: ChangeState,
+}
+
 /// What `POST /admin/attest/key` with `status` reports of a wallet name.
 #[derive(Debug, Serialize)]
 pub struct PinStatus {
-    /// The key claims of the open epoch `epoch` must be signed with (certified pins and changes).
+    /// The key the certified pins and changes say claims of epoch `epoch` must be signed with
+    /// (a name no certified epoch pinned may still be claimed earlier in the open epoch).
     pub pinned_key: Option<String>,
     pub epoch: u64,
     /// Every certified pin and admin change of the name: (epoch, kind, owner).
     pub history: Vec<(u64, String, String)>,
-    /// Admin changes of the name stored here for epochs not applied yet: (epoch, key, note).
-    pub pending: Vec<(u64, String, String)>,
+    /// The admin changes of the name this node holds (not those of epochs before its history).
+    pub changes: Vec<PinChange>,
 }
 
 pub fn pin_status(db: &Database, wallet: &str, epoch: u64) -> Result<PinStatus, StoreError> {
@@ -970,24 +997,44 @@ pub fn pin_status(db: &Database, wallet: &str, epoch: u64) -> Result<PinStatus, 
         let (_, e, kind) = k.value();
         history.push((e, kind.to_owned(), v.value().to_owned()));
     }
+    let first_epoch = meta_bytes(&r, "first_epoch")?.and_then(|b| be_u64(&b)).unwrap_or(0);
     let applied = r.open_table(APPLIED)?;
     let records = r.open_table(ADMIN_RECORDS)?;
-    let mut pending = Vec::new();
-    // Admin changes are few: a scan of the unapplied epochs' changes is cheap.
-    for row in r.open_table(EPOCH_ADMIN)?.iter()? {
+    let mut changes = Vec::new();
+    // Admin changes are few: a scan of them all is cheap.
+    for row in r.open_table(EPOCH_ADMIN)?.range((first_epoch, &[][..])..)? {
         let (k, _) = row?;
         let (e, id) = k.value();
-        if applied.get(e)?.is_some() {
+        let Some(v) = records.get(id)? else { continue };
+        let a = AdminRecord::from_cbor(v.value()).map_err(|_| StoreError::Corrupt("admin record"))?;
+        if a.wallet != wallet {
             continue;
         }
-        if let Some(v) = records.get(id)? {
-            let a = AdminRecord::from_cbor(v.value()).map_err(|_| StoreError::Corrupt("admin record"))?;
-            if a.wallet == wallet {
-                pending.push((e, a.key, a.note));
-            }
-        }
+        let state = if applied.get(e)?.is_none() {
+            ChangeState::Pending
+        } else if log.get((wallet, e, BindingKind::AdminKey.as_str()))?.is_some_and(|o| o.value() == a.key) {
+            ChangeState::Applied
+        } else {
+            ChangeState::NotApplied
+        };
+        changes.push(PinChange { epoch: e, key: a.key, note: a.note, state });
     }
-    Ok(PinStatus { pinned_key, epoch, history, pending })
+    Ok(PinStatus { pinned_key, epoch, history, changes })
+}
+
+/// The admin changes of `epoch` this node holds that its certified settlement did not make.
+fn admin_changes_not_applied(w: &WriteTransaction, epoch: u64, chosen: &Settlement) -> Result<Vec<AdminRecord>, StoreError> {
+    let made: BTreeMap<&str, &str> = chosen
+        .bindings
+        .iter()
+        .filter(|b| b.kind == BindingKind::AdminKey.as_str())
+        .map(|b| (b.key.as_str(), b.owner.as_str()))
+        .collect();
+    Ok(epoch_admin_records(w, epoch)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| made.get(r.wallet.as_str()) != Some(&r.key.as_str()))
+        .collect())
 }
 
 /// The input of `epoch`'s settlement: pending transfers whose earliest receipt is in `epoch` or
@@ -1250,6 +1297,9 @@ pub fn apply_certificate(w: &WriteTransaction, cert: &EpochCertificate, offered:
                 cells.insert((p.key(), b.key.as_str()), b.owner.as_str())?;
             }
         }
+    }
+    for r in admin_changes_not_applied(w, epoch, &chosen)? {
+        tracing::warn!(epoch, wallet = %r.wallet, key = %r.key, "ADMIN CHANGE NOT APPLIED: epoch {epoch} was certified without this pin change (it reached the validators too late, or a later change of the name won); make it again");
     }
     w.open_table(APPLIED)?.insert(epoch, ())?;
     Ok(Applied::Now { distributed_urtc: chosen.distributed_urtc })
@@ -1760,8 +1810,12 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
         }
     }
     let names: Vec<String> = r.list_tables()?.map(|t| t.name().to_owned()).collect();
+    // A schema-3 database (or backup) lacks only the tables version 4 added; a node migrates it
+    // when it opens it.
+    let schema_3 = meta_bytes(&r, "schema_version")?.as_deref().and_then(be_u64) == Some(3);
     for t in TABLE_NAMES {
-        if !names.iter().any(|n| n == t) {
+        let allowed_missing = schema_3 && ADDED_IN_4.contains(&t);
+        if !allowed_missing && !names.iter().any(|n| n == t) {
             problem(&mut rep, format!("table {t} is missing"));
         }
     }
@@ -1776,7 +1830,7 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
     match meta_bytes(&r, "schema_version")?.as_deref().and_then(be_u64) {
         Some(v) => {
             rep.schema_version = v;
-            if v != SCHEMA_VERSION {
+            if v != SCHEMA_VERSION && v != 3 {
                 problem(&mut rep, format!("schema version {v}, this binary understands {SCHEMA_VERSION}"));
             }
         }
@@ -1828,7 +1882,7 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
             .map(|rec| (rec.id(), spec.and_then(|s| rec.verify(s).err()).map(|e| e.to_string())));
         check_record(&mut rep, "transfer record", k.value(), decoded);
     }
-    for row in r.open_table(ADMIN_RECORDS)?.iter()? {
+    for row in (if schema_3 { None } else { Some(r.open_table(ADMIN_RECORDS)?) }).iter().flat_map(|t| t.iter().into_iter().flatten()) {
         let (k, v) = row?;
         rep.admin_records += 1;
         // Its admin key is checked where it is verified (it depends on the node's own key when the
@@ -1954,7 +2008,17 @@ mod tests {
         assert!(w.delete_table(KEY_LOG).unwrap() && w.delete_table(ADMIN_RECORDS).unwrap() && w.delete_table(EPOCH_ADMIN).unwrap());
         w.open_table(META).unwrap().insert("schema_version", 3u64.to_be_bytes().as_slice()).unwrap();
         w.commit().unwrap();
+        let report = check_consistency(&db, Some(&spec)).unwrap();
+        assert_eq!(report.problems, Vec::<String>::new(), "a schema-3 database checks clean (it is migrated on open)");
+        assert_eq!(report.schema_version, 3);
         drop(db);
+        // Another network's database is refused as it is, not migrated first.
+        let mut other = spec.clone();
+        other.network_id = "othernet".into();
+        assert!(matches!(open(&dir.path().join("a.redb"), &other, 3, DEFAULT_CACHE_BYTES), Err(StoreError::Network { .. })));
+        let untouched = open_file(&dir.path().join("a.redb")).unwrap();
+        assert_eq!(meta_bytes(&untouched.begin_read().unwrap(), "schema_version").unwrap(), Some(3u64.to_be_bytes().to_vec()));
+        drop(untouched);
         let db = open(&dir.path().join("a.redb"), &spec, 3, DEFAULT_CACHE_BYTES).unwrap();
         assert_eq!(meta_bytes(&db.begin_read().unwrap(), "schema_version").unwrap(), Some(SCHEMA_VERSION.to_be_bytes().to_vec()));
         assert_eq!(pin_status(&db, "name", 3).unwrap().pinned_key.as_deref(), Some("k1"));

@@ -7,9 +7,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use flate2::Compression;
@@ -18,11 +16,8 @@ use flate2::write::GzEncoder;
 use protocol::ChainSpec;
 use redb::{Database, DatabaseError, ReadableDatabase, StorageError};
 use serde::Serialize;
-use tokio::sync::watch;
 
-use crate::config::{self, HumanDuration};
-use crate::metrics::StatusLabel;
-use crate::context::Node;
+use crate::config;
 use crate::store::{self, CheckReport};
 
 /// First bytes of a gzip stream.
@@ -309,7 +304,7 @@ pub fn utc_stamp(unix: u64) -> String {
 // ---------------------------------------------------------------------------------------------
 // Scheduled backups
 
-fn backup_prefix(network_id: &str) -> String {
+pub fn backup_prefix(network_id: &str) -> String {
     format!("rustchain-{network_id}-")
 }
 
@@ -337,57 +332,6 @@ fn mtime_unix(p: &Path) -> Option<u64> {
 /// The newest scheduled backup's time, if any.
 pub fn newest_backup_unix(dir: &Path, network_id: &str) -> Option<u64> {
     list_backups(dir, network_id).last().and_then(|p| mtime_unix(p))
-}
-
-/// Take one scheduled backup into `dir` and delete all but the newest `keep`.
-pub fn backup_once(node: &Node, dir: &Path, keep: usize) -> anyhow::Result<(PathBuf, SnapshotInfo)> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating backup dir {}", dir.display()))?;
-    let now = unix_now();
-    let out = dir.join(format!("{}{}.redb.gz", backup_prefix(&node.spec.network_id), utc_stamp(now)));
-    let db = node.db.get()?;
-    let info = snapshot(&db, &out, true)?;
-    drop(db);
-    let all = list_backups(dir, &node.spec.network_id);
-    for old in all.iter().take(all.len().saturating_sub(keep)) {
-        if let Err(e) = std::fs::remove_file(old) {
-            tracing::warn!(file = %old.display(), error = %e, "could not delete an old backup");
-        }
-    }
-    Ok((out, info))
-}
-
-/// Take a backup every `every` (the first when the newest in `dir` is older than that), keeping
-/// `keep`, until `stop`.
-pub async fn run_schedule(node: Arc<Node>, dir: PathBuf, every: HumanDuration, keep: usize, mut stop: watch::Receiver<bool>) {
-    loop {
-        let newest = newest_backup_unix(&dir, &node.spec.network_id);
-        let due_in = newest.map_or(0, |t| (t + every.0.as_secs()).saturating_sub(unix_now()));
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(due_in)) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        let guard = node.backups.start().await;
-        let n = node.clone();
-        let d = dir.clone();
-        let res = tokio::task::spawn_blocking(move || backup_once(&n, &d, keep)).await;
-        drop(guard);
-        match res {
-            Ok(Ok((path, info))) => {
-                node.backups.record_success(unix_now());
-                node.metrics.backups.get_or_create(&StatusLabel { status: "ok" }).inc();
-                tracing::info!(file = %path.display(), rows = info.rows, bytes = info.bytes, "scheduled backup written");
-            }
-            Ok(Err(e)) => {
-                node.metrics.backups.get_or_create(&StatusLabel { status: "failed" }).inc();
-                tracing::error!(error = format!("{e:#}"), dir = %dir.display(), "scheduled backup failed; retrying in 5 minutes");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(300)) => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "backup task failed"),
-        }
-    }
 }
 
 #[cfg(test)]
