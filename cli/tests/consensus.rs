@@ -117,3 +117,51 @@ fn a_wrong_or_equivocating_validator_cannot_finalize_and_is_reported() {
         assert!(n.log_text().contains("EQUIVOCATION"));
     }
 }
+
+/// Issue 19: a node that joins a validator chain late (fresh data dir, epochs already certified
+/// before its first) ends with the same certificates and the same balances as the validators, not
+/// just the same records, and serves wallets the same answers.
+#[test]
+fn a_late_joiner_has_the_chains_certificates_and_balances() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), 2, 1);
+    let nodes = start(dir.path(), &[0, 1]);
+    let miners: Vec<Miner> = (0..3u8).map(|i| Miner::new(90 + i, &format!("late-{i}"), "G4", "")).collect();
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let epoch = attest_in_one_epoch(&refs, &miners);
+    for n in &nodes {
+        certified(n, epoch, 60);
+    }
+    let expected: Vec<u64> = miners.iter().map(|m| balance(&nodes[0], &m.wallet)).collect();
+    assert!(expected.iter().all(|b| *b > 0), "{expected:?}");
+
+    // The relay starts only now, with an empty data dir, more epochs after `epoch` than it keeps
+    // history for (and than its rounds look back): nothing but the chain's certificates can tell it
+    // what `epoch` paid.
+    loop {
+        let (now, _) = common::epoch_now(&nodes[0]);
+        if now > epoch + 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let spec = dir.path().join("spec.toml");
+    let late = TestNode::start(
+        &dir.path().join("node-2"),
+        &["--spec", spec.to_str().unwrap(), "--gossip-preset", "tiny", "--gossip-heartbeat-ms", "200", "--history-epochs", "1", "--bootnodes", &nodes[0].multiaddr()],
+    );
+    late.wait_until("/api/p2p/status", 30, "connected and synced", |v| v["total_peers"].as_u64() >= Some(1) && v["sync_status"] == "synced");
+    let mine = certified(&late, epoch, 60);
+    assert_eq!(mine["settlement_hash"], certified(&nodes[0], epoch, 5)["settlement_hash"]);
+    for (m, want) in miners.iter().zip(&expected) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = balance(&late, &m.wallet);
+            if got == *want {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{}: {got} on the late joiner, {want} on the validators", m.wallet);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}

@@ -33,8 +33,9 @@ use serde_json::{Value, json};
 pub use error::ApiError;
 use limits::{CappedListener, HttpLimits};
 use crate::api::nonce::ChallengeError;
+use crate::admission;
 use crate::context::Node;
-use crate::store::{self, NewAdmin, NewAttestation, NewTransfer, Origin, Refusal, StoredClaim, StoredTransfer};
+use crate::store::{self, Origin, Refusal};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -173,13 +174,10 @@ async fn submit_attestation(node: &Node, body: Result<Bytes, BytesRejection>) ->
     })?;
     let slot = node.spec.slot_at(now);
     let epoch = node.spec.epoch_of_slot(slot);
-    let eval = attestation::evaluate(&node.spec, &sub, slot);
     let payload = sub.payload();
     let receipt = Receipt::sign(&node.spec, &node.key, &payload.payload_id(), slot, &sub.nonce);
-    let record = AttestationRecord { payload, receipt };
-    let id = record.id();
-    let claim = StoredClaim::new(&sub, &eval, slot);
-    let new = NewAttestation { origin: Origin::Miner, record, id, epoch, claim, nonce_expires, oldest_open_epoch: epoch };
+    let (new, eval) = admission::attestation(&node.spec, &sub, AttestationRecord { payload, receipt }, Origin::Miner, nonce_expires, epoch);
+    let id = new.id;
     let outcome = node.writer.attest(new).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     match outcome {
         Ok(_) => node.announce(id),
@@ -315,13 +313,10 @@ async fn transfer_signed(State(node): State<Arc<Node>>, body: Result<Bytes, Byte
         .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
     let slot = node.spec.slot_at(node.clock.now_unix());
     transfer::check_signed_time(&node.spec, t.nonce, slot).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
-    let epoch = node.spec.epoch_of_slot(slot);
-    let record = TransferRecord::accept(&node.spec, &node.key, &t, slot);
-    let id = record.id();
-    let stored = StoredTransfer::new(&node.spec, &t, slot);
+    let new = admission::transfer(&node.spec, &t, TransferRecord::accept(&node.spec, &node.key, &t, slot), Origin::Miner);
+    let (id, stored) = (new.id, new.transfer.clone());
     // The epoch whose settlement judges it: its receipt's, or later if the sender signed a later time.
     let confirms_at = node.spec.epoch_of_slot(stored.slot);
-    let new = NewTransfer { origin: Origin::Miner, id, epoch, record, transfer: stored.clone() };
     match node.writer.transfer(new).await.map_err(|e| ApiError::unavailable(e.to_string()))? {
         Ok(_) => node.announce(id),
         Err(r) => return Err(refused(r)),
@@ -861,7 +856,7 @@ async fn admin_attest_key(State(node): State<Arc<Node>>, headers: HeaderMap, bod
     }
     let record = AdminRecord::sign(&node.spec, &node.key, epoch, miner, &key, note, now_ms).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
     let id = record.id();
-    let new = NewAdmin { origin: Origin::Miner, id, record, oldest_open_epoch: epoch };
+    let new = admission::admin(record, Origin::Miner, epoch);
     match node.writer.admin(new).await.map_err(|e| ApiError::unavailable(e.to_string()))? {
         Ok(_) => node.announce(id),
         Err(r) => return Err(refused(r)),

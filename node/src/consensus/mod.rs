@@ -271,6 +271,63 @@ fn stalled_retry_secs(tries: u32) -> u64 {
     (1u64 << tries.min(6)).min(STALLED_RETRY_MAX_SECS)
 }
 
+/// Apply the certified settlements of the epochs before this node's first epoch, taken from
+/// `peers` (in turn, until one serves each): a node that joins a running chain then credits the
+/// rewards and transfers those epochs made, as every other node did, instead of starting every
+/// balance at zero. Each certificate is verified against the validator set (`certified_from`) and
+/// comes with its certified record. Alone (no validator set) there is no chain to join.
+pub async fn catch_up_history(node: &Arc<Node>, net: &NetHandle, peers: Vec<PeerId>) {
+    if node.certifies_alone() || node.first_epoch == 0 || peers.is_empty() {
+        return;
+    }
+    let Ok(db) = node.db.get() else { return };
+    let missing: Vec<u64> = (0..node.first_epoch).filter(|e| !store::is_applied(&db, *e).unwrap_or(true)).collect();
+    drop(db);
+    if missing.is_empty() {
+        return;
+    }
+    tracing::info!(epochs = missing.len(), first = missing[0], last = missing[missing.len() - 1], "applying the certified epochs before this node's first");
+    let (mut applied, mut unavailable) = (0usize, Vec::new());
+    for (i, &epoch) in missing.iter().enumerate() {
+        let mut done = false;
+        for &peer in &peers {
+            let Ok((cert, Some(record))) = certified_from(node, net, peer, epoch, None).await else { continue };
+            match node.writer.certify(cert.clone(), Some(record)).await {
+                Ok(Applied::Now { .. } | Applied::Before) => {
+                    done = true;
+                    break;
+                }
+                Ok(Applied::Conflict { tx_hash, judged_in }) => {
+                    report_conflict(node, &cert, &tx_hash, judged_in);
+                    done = true;
+                    break;
+                }
+                Ok(Applied::Mismatch { .. }) => continue,
+                Err(e) => {
+                    tracing::error!(epoch, error = %e, "could not store a certificate");
+                    return;
+                }
+            }
+        }
+        if done {
+            applied += 1;
+        } else {
+            unavailable.push(epoch);
+        }
+        if (i + 1) % 100 == 0 {
+            tracing::info!(done = i + 1, of = missing.len(), "applying earlier certified epochs");
+        }
+    }
+    if unavailable.is_empty() {
+        tracing::info!(epochs = applied, "applied every certified epoch before this node's first; balances are the chain's");
+    } else {
+        tracing::warn!(
+            applied, unavailable = unavailable.len(), first_unavailable = unavailable[0],
+            "no peer served some certified epochs before this node's first (connect to an archive node): balances leave out what those epochs paid"
+        );
+    }
+}
+
 /// Why a peer's answer to `GetEpoch` gave no certificate to take.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NotTaken {

@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 
 use crate::net::budget::take_budget;
 use crate::net::{Command, NetHandle};
+use crate::admission;
 use crate::context::Node;
-use crate::store::{self, NewAdmin, NewAttestation, NewTransfer, Origin, StoredClaim, StoredTransfer};
+use crate::store::{self, NewAdmin, NewAttestation, NewTransfer, Origin};
 
 /// Records asked for in one request.
 const FETCH_CHUNK: usize = 256;
@@ -167,17 +168,13 @@ fn check(spec: &protocol::ChainSpec, admins: &[[u8; 32]], now_slot: u64, oldest_
     match record {
         AnyRecord::Attestation(record) => {
             let sub = record.verify(spec).map_err(|e| IngestError::Invalid(e.to_string()))?;
-            let slot = future(record.receipt.slot)?;
-            let eval = attestation::evaluate(spec, &sub, slot);
-            let claim = StoredClaim::new(&sub, &eval, slot);
-            let epoch = spec.epoch_of_slot(slot);
-            Ok(Checked::Attestation(NewAttestation { origin: Origin::Peer, id: record.id(), epoch, claim, record, nonce_expires: 0, oldest_open_epoch }))
+            future(record.receipt.slot)?;
+            Ok(Checked::Attestation(admission::attestation(spec, &sub, record, Origin::Peer, 0, oldest_open_epoch).0))
         }
         AnyRecord::Transfer(record) => {
             let t = record.verify(spec).map_err(|e| IngestError::Invalid(e.to_string()))?;
-            let slot = future(record.receipt.slot)?;
-            let transfer = StoredTransfer::new(spec, &t, slot);
-            Ok(Checked::Transfer(NewTransfer { origin: Origin::Peer, id: record.id(), epoch: spec.epoch_of_slot(slot), record, transfer }))
+            future(record.receipt.slot)?;
+            Ok(Checked::Transfer(admission::transfer(spec, &t, record, Origin::Peer)))
         }
         AnyRecord::Admin(record) => {
             record.verify(spec, admins).map_err(|e| IngestError::Invalid(e.to_string()))?;
@@ -185,7 +182,7 @@ fn check(spec: &protocol::ChainSpec, admins: &[[u8; 32]], now_slot: u64, oldest_
             if record.epoch > spec.epoch_of_slot(now_slot + 2) {
                 return Err(IngestError::Invalid(format!("admin change for epoch {}, which has not begun", record.epoch)));
             }
-            Ok(Checked::Admin(NewAdmin { origin: Origin::Peer, id: record.id(), record, oldest_open_epoch }))
+            Ok(Checked::Admin(admission::admin(record, Origin::Peer, oldest_open_epoch)))
         }
     }
 }

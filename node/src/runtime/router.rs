@@ -82,7 +82,13 @@ pub async fn route(node: Arc<Node>, net: NetHandle, mut events: mpsc::Receiver<N
                     if !syncing && !net.state.synced.load(Ordering::Acquire) {
                         syncing = true;
                         let (node, net) = (node.clone(), net.clone());
-                        tokio::spawn(async move { replication::initial_sync(&node, &net, peer).await });
+                        tokio::spawn(async move {
+                            replication::initial_sync(&node, &net, peer).await;
+                            // Then the chain before this node: its certified settlements.
+                            let mut peers = net.state.connected_peers();
+                            peers.sort_by_key(|p| *p != peer);
+                            consensus::catch_up_history(&node, &net, peers).await;
+                        });
                     } else if net.state.synced.load(Ordering::Acquire) {
                         let (node, net) = (node.clone(), net.clone());
                         tokio::spawn(async move { replication::reconcile_recent(&node, &net, peer).await });
