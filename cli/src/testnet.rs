@@ -125,9 +125,12 @@ pub fn init(args: &InitArgs, now_unix: u64) -> anyhow::Result<Testnet> {
     for (i, (dir, _, role)) in nodes.iter().enumerate() {
         let bootnodes = if i == 0 || args.spec_bootnodes { String::new() } else { format!(" --bootnodes {boot}") };
         let (host, http_port, p2p_port) = &hosts[i];
+        // Each node its own metrics port (the default, 9090, is one per machine and Prometheus's
+        // own): the p2p port + 1000, on loopback (metrics stay private).
+        let metrics_port = p2p_port.checked_add(1000).context("--base-p2p-port leaves no room for metrics ports (p2p port + 1000)")?;
         let _ = writeln!(
             commands,
-            "rustchain node --spec {} --data-dir {} --role {role} --gossip-preset {preset} --http-addr {} --p2p-addr {}{bootnodes}",
+            "rustchain node --spec {} --data-dir {} --role {role} --gossip-preset {preset} --http-addr {} --p2p-addr {}{bootnodes} --metrics-addr 127.0.0.1:{metrics_port}",
             spec_path.display(),
             dir.display(),
             host_port(host, *http_port),
@@ -250,6 +253,9 @@ mod tests {
     fn a_loopback_testnet_counts_ports_up_and_checks_its_hosts() {
         let dir = tempfile::tempdir().unwrap();
         let t = init(&args(&["--out", dir.path().join("n").to_str().unwrap(), "--validators", "2", "--relays", "0"]), 1_000).unwrap();
+        let metrics: std::collections::BTreeSet<&str> =
+            t.commands.lines().map(|l| l.split("--metrics-addr ").nth(1).unwrap().split(' ').next().unwrap()).collect();
+        assert_eq!(metrics.len(), t.commands.lines().count(), "every node its own metrics port: {}", t.commands);
         let first = t.commands.lines().next().unwrap();
         assert!(first.contains("--http-addr 127.0.0.1:8100 --p2p-addr /ip4/127.0.0.1/tcp/9100"), "{first}");
         let second = t.commands.lines().nth(1).unwrap();

@@ -342,6 +342,27 @@ fn a_database_from_another_schema_is_refused() {
     assert!(err.contains("schema version 99"), "{err}");
 }
 
+/// Issue 18: a second node started on a data dir a running node holds is told the truth (in use)
+/// and not the damaged-database advice (restore a backup, move the file aside), which would lose
+/// the running node's data.
+#[test]
+fn a_second_node_on_a_data_dir_in_use_is_told_so_and_nothing_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = TestNode::start(&dir.path().join("node"), &["--no-p2p"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_rustchain"))
+        .args(["node", "--no-p2p", "--data-dir"])
+        .arg(&first.data_dir)
+        .args(["--http-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
+    assert!(!err.contains("restore") && !err.contains("damaged") && !err.contains("move"), "advice that would lose data: {err}");
+    let (s, _) = first.get("/health");
+    assert_eq!(s, 200, "the running node is untouched");
+}
+
 #[test]
 fn dump_config_layers_flag_env_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -271,6 +271,12 @@ fn open_db(cfg: &NodeConfig, spec: &ChainSpec, epoch: u64) -> anyhow::Result<Dat
     let err = match opened {
         Ok(Ok(db)) => return Ok(db),
         Ok(Err(e @ (StoreError::Schema { .. } | StoreError::Network { .. }))) => return Err(anyhow::anyhow!("{e}")),
+        // Not damage: another process holds it. Restoring or moving it aside would lose data.
+        Ok(Err(StoreError::Db(redb::Error::DatabaseAlreadyOpen))) => anyhow::bail!(
+            "the database at {} is in use by another process (another `rustchain node` on this --data-dir?): \
+             stop that one first, or give this node its own --data-dir. Nothing was changed.",
+            path.display()
+        ),
         Ok(Err(e)) => e.to_string(),
         Err(_) => "the storage engine failed while reading the file".to_owned(),
     };
