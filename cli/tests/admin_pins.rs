@@ -11,26 +11,6 @@ fn admin(node: &TestNode, body: Value) -> (u16, Value) {
     node.post_raw("/admin/attest/key", serde_json::to_vec(&body).unwrap(), &[("x-admin-key", ADMIN_KEY), ("content-type", "application/json")])
 }
 
-trait StatusPoll {
-    fn wait_until_post(&self, fields: &[(&str, &str)], secs: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value;
-}
-
-impl StatusPoll for TestNode {
-    /// Ask `status` until `check` holds (or fail after `secs`).
-    fn wait_until_post(&self, fields: &[(&str, &str)], secs: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let body: serde_json::Map<String, Value> = fields.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        loop {
-            let (_, v) = admin(self, Value::Object(body.clone()));
-            if check(&v) {
-                return v;
-            }
-            assert!(std::time::Instant::now() < deadline, "{what}: not within {secs} s: {v}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-}
-
 fn attest(node: &TestNode, m: &Miner) -> (u16, Value) {
     node.post("/attest/submit", &m.body(&node.challenge(None)))
 }
@@ -96,7 +76,7 @@ fn only_the_admin_node_unpins_a_wallet_name_and_every_validator_applies_it() {
     assert!(change_epoch >= e2);
     assert_eq!(v["applies_from_epoch"].as_u64(), Some(change_epoch + 1));
     // The change reached the relay (it is a replicated record), pending until its epoch is certified.
-    let st = relay.wait_until_post(&[("miner", "shared-name")], 20, "the change replicated", |st| {
+    let st = relay.poll_until(20, "the change replicated", || admin(relay, json!({"miner": "shared-name"})).1, |st| {
         st["changes"].as_array().is_some_and(|c| c.iter().any(|c| c["epoch"].as_u64() == Some(change_epoch) && c["key"] == ""))
     });
     assert_eq!(st["pinned_key"], first_key.as_str(), "{st}");

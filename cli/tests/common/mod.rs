@@ -190,13 +190,18 @@ impl TestNode {
 
     /// Wait until `check` holds for this node's answer at `path`.
     pub fn wait_until(&self, path: &str, secs: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        self.poll_until(secs, &format!("{what} (last {path})"), || self.get(path).1, check)
+    }
+
+    /// Ask `ask` every 100 ms until `check` holds on its answer; fail after `secs` with the last one.
+    pub fn poll_until(&self, secs: u64, what: &str, ask: impl Fn() -> Value, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            let (_, v) = self.get(path);
+            let v = ask();
             if check(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "{what}: node {} never got there; last {path}: {v}\nlog:\n{}", self.url, self.log_text());
+            assert!(Instant::now() < deadline, "{what}: node {} never got there; last answer: {v}\nlog:\n{}", self.url, self.log_text());
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -45,15 +45,14 @@ enum Pace {
     Skip,
 }
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("invalid record: {0}")]
     Invalid(String),
     /// Valid, but for an epoch this node no longer works on and has not finalized: not stored,
     /// and not held against the peer (it may have received it late itself).
-    #[error("receipt slot {slot} is in epoch {epoch}, no longer open here")]
-    Stale { slot: u64, epoch: u64 },
+    #[error("{0}")]
+    Stale(store::Refusal),
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -97,7 +96,7 @@ pub async fn ingest_page(node: &Node, records: Vec<AnyRecord>) -> Vec<Result<boo
                     }
                     Ok(stored.new)
                 }
-                Ok(Err(store::Refusal::StaleReceipt { slot, epoch })) => Err(IngestError::Stale { slot, epoch }),
+                Ok(Err(r @ store::Refusal::StaleReceipt { .. })) => Err(IngestError::Stale(r)),
                 Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
                 Err(e) => Err(IngestError::Storage(e.to_string())),
             },
@@ -106,15 +105,12 @@ pub async fn ingest_page(node: &Node, records: Vec<AnyRecord>) -> Vec<Result<boo
                 Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
                 Err(e) => Err(IngestError::Storage(e.to_string())),
             },
-            Ok(Some(Checked::Admin(new))) => {
-                let epoch = new.record.epoch;
-                match node.writer.admin(new).await {
-                    Ok(Ok(stored)) => Ok(stored),
-                    Ok(Err(store::Refusal::StaleEpoch(_))) => Err(IngestError::Stale { slot: epoch.saturating_mul(node.spec.slots_per_epoch), epoch }),
-                    Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
-                    Err(e) => Err(IngestError::Storage(e.to_string())),
-                }
-            }
+            Ok(Some(Checked::Admin(new))) => match node.writer.admin(new).await {
+                Ok(Ok(stored)) => Ok(stored),
+                Ok(Err(r @ store::Refusal::StaleEpoch(_))) => Err(IngestError::Stale(r)),
+                Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
+                Err(e) => Err(IngestError::Storage(e.to_string())),
+            },
             Err(e) => Err(e),
         }
     });
@@ -163,7 +159,7 @@ fn check(spec: &protocol::ChainSpec, admins: &[[u8; 32]], now_slot: u64, oldest_
         if slot > now_slot + 2 {
             return Err(IngestError::Invalid(format!("receipt slot {slot} is in the future (now {now_slot})")));
         }
-        Ok(slot)
+        Ok(())
     };
     match record {
         AnyRecord::Attestation(record) => {
@@ -211,20 +207,15 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
     // the record twice and the peer that honestly sent both would look like it sent one unasked.
     let ids: Vec<Hash32> = ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
     for chunk in ids.chunks(FETCH_CHUNK) {
-        if let Err(wait) = take_budget(&node.peer_records, &peer, chunk.len()) {
-            match pace {
-                Pace::Skip => {
-                    f.deferred += chunk.len();
-                    continue;
-                }
-                Pace::Wait => {
-                    tracing::debug!(%peer, wait_ms = wait.as_millis() as u64, "peer's record budget spent; pacing");
-                    tokio::time::sleep(wait).await;
-                    while let Err(wait) = take_budget(&node.peer_records, &peer, chunk.len()) {
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-            }
+        let mut budget = take_budget(&node.peer_records, &peer, chunk.len());
+        if budget.is_err() && pace == Pace::Skip {
+            f.deferred += chunk.len();
+            continue;
+        }
+        while let Err(wait) = budget {
+            tracing::debug!(%peer, wait_ms = wait.as_millis() as u64, "peer's record budget spent; pacing");
+            tokio::time::sleep(wait).await;
+            budget = take_budget(&node.peer_records, &peer, chunk.len());
         }
         let wanted: BTreeSet<Hash32> = chunk.iter().copied().collect();
         let req = Request::GetAttestations { ids: chunk.iter().map(|i| Id(*i)).collect() };
@@ -282,7 +273,7 @@ async fn fetch_from(node: &Node, net: &NetHandle, peer: PeerId, ids: Vec<Hash32>
                     tracing::warn!(error = %why, "could not store a fetched record");
                     f.skipped += 1;
                 }
-                Err(e @ IngestError::Stale { .. }) => {
+                Err(e @ IngestError::Stale(_)) => {
                     tracing::debug!(%peer, error = %e, "not storing a record of an epoch no longer open here");
                     f.skipped += 1;
                 }

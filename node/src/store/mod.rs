@@ -40,7 +40,8 @@ const EPOCH_CLAIMS: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new(
 /// (epoch, wallet) -> `EnrollmentRow` (CBOR): the claim that currently enrolls the wallet.
 const ENROLLMENTS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("enrollments");
 /// (kind, key) -> `StoredBinding` (CBOR): what applied (certified) settlements bound: a serial hash
-/// to a wallet, a free-form wallet name to a key (PROTOCOL.md §7). The earliest epoch's binding wins.
+/// to a wallet, a machine to its entropy profile (PROTOCOL.md §7). The earliest epoch's binding
+/// wins. Wallet-name pins are in `KEY_LOG` (schema 3 kept them here; the migration copies them).
 const BINDINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("bindings");
 /// (epoch, kind, key) -> `EpochFirst` (CBOR): the earliest claim on a serial or a wallet name among
 /// the records of an epoch, for the HTTP path's refusals (settlement derives it again).
@@ -99,10 +100,10 @@ const EPOCH_ADMIN: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("
 /// (certified) settlements made, from which `enrollment::key_in_force` says who holds a name.
 const KEY_LOG: TableDefinition<(&str, u64, &str), &str> = TableDefinition::new("key_log");
 
-/// Every table of the schema. A backup copies exactly these; `check` wants all of them.
 /// The tables schema version 4 added (a schema-3 database is migrated when a node opens it).
 const ADDED_IN_4: [&str; 3] = ["admin_records", "epoch_admin", "key_log"];
 
+/// Every table of the schema. A backup copies exactly these; `check` wants all of them.
 pub const TABLE_NAMES: [&str; 30] = [
     "meta", "records", "epoch_claims", "enrollments", "bindings", "profile_cells", "epoch_first_claims", "payload_receipts",
     "receipt_evidence", "used_nonces", "miners", "settlements", "balances", "ledger", "votes", "certificates",
@@ -602,6 +603,18 @@ fn is_final(w: &WriteTransaction, epoch: u64) -> Result<bool, StoreError> {
     Ok(w.open_table(APPLIED)?.get(epoch)?.is_some())
 }
 
+/// Whether a peer's record of `epoch` is refused as stale: an epoch this node no longer works on
+/// (older than `oldest_open_epoch`) that is neither final here nor before this node's first epoch.
+/// Those two are history: kept, and they change nothing (the epoch's settlement is the certified
+/// one, and bindings come only from certified settlements).
+fn stale_for_peers(w: &WriteTransaction, epoch: u64, oldest_open_epoch: u64) -> Result<bool, StoreError> {
+    if epoch >= oldest_open_epoch {
+        return Ok(false);
+    }
+    let history = is_final(w, epoch)? || meta_u64(w, "first_epoch")?.is_some_and(|f| epoch < f);
+    Ok(!history)
+}
+
 fn meta_u64(w: &WriteTransaction, key: &str) -> Result<Option<u64>, StoreError> {
     Ok(w.open_table(META)?.get(key)?.and_then(|v| be_u64(v.value())))
 }
@@ -752,8 +765,7 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
             // A relayed record of a final epoch (or of one before this node's first epoch) is kept
             // as history: the epoch's settlement is the certified one, and bindings come only from
             // certified settlements, so it changes nothing. Any other epoch must still be open here.
-            let history = is_final(w, a.epoch)? || meta_u64(w, "first_epoch")?.is_some_and(|f| a.epoch < f);
-            if !history && a.epoch < a.oldest_open_epoch {
+            if stale_for_peers(w, a.epoch, a.oldest_open_epoch)? {
                 return Ok(Err(Refusal::StaleReceipt { slot: a.record.receipt.slot, epoch: a.epoch }));
             }
             if let Some(other) = receipts.get((payload_id.as_slice(), signer.as_slice()))?.map(|v| v.value())
@@ -927,8 +939,7 @@ pub fn insert_admin(w: &WriteTransaction, a: &NewAdmin) -> Result<Result<bool, R
             }
         }
         Origin::Peer => {
-            let history = is_final(w, epoch)? || meta_u64(w, "first_epoch")?.is_some_and(|f| epoch < f);
-            if !history && epoch < a.oldest_open_epoch {
+            if stale_for_peers(w, epoch, a.oldest_open_epoch)? {
                 return Ok(Err(Refusal::StaleEpoch(epoch)));
             }
         }
@@ -1274,12 +1285,11 @@ pub fn apply_certificate(w: &WriteTransaction, cert: &EpochCertificate, offered:
     let mut log = w.open_table(KEY_LOG)?;
     for b in &chosen.bindings {
         let Some(kind) = BindingKind::parse(&b.kind) else { return Err(StoreError::Corrupt("binding kind")) };
-        // Pins and admin changes of wallet names go to the key log, which keeps them all.
+        // Pins and admin changes of wallet names go to the key log, which keeps them all (and is
+        // the only place they are read from).
         if matches!(kind, BindingKind::WalletKey | BindingKind::AdminKey) {
             log.insert((b.key.as_str(), epoch, kind.as_str()), b.owner.as_str())?;
-            if kind == BindingKind::AdminKey {
-                continue;
-            }
+            continue;
         }
         let later = match bindings.get((kind.as_str(), b.key.as_str()))? {
             Some(v) => uncbor::<StoredBinding>(v.value(), "binding")?.epoch > epoch,
