@@ -10,5 +10,6 @@ pub mod db;
 pub mod netcheck;
 pub mod sim;
 pub mod testnet;
+pub mod verify;
 pub mod wallet;
 pub mod wallet_cli;

@@ -10,51 +10,16 @@ use std::process::Command;
 
 use std::time::Duration;
 
-use common::{Miner, TestNode, attest_in_one_epoch, balance, certified, epoch_now, init_testnet, start_testnet};
+use common::{Miner, TestNode, attest_in_one_epoch, balance, certified, epoch_now, funded_sender, init_testnet, judged, order, start_testnet, tx_status};
 use futures::StreamExt;
 use libp2p::gossipsub::IdentTopic;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use protocol::crypto::Keypair;
-use protocol::transfer::{TransferOrder, TransferRecord};
+use protocol::transfer::TransferRecord;
 use protocol::wire::{self, Id, InvAttestation, Request, Response};
 use rustchain_node::net::behaviour::{self, BehaviourEvent, GossipPreset, Role, SwarmSettings};
 use serde_json::Value;
-
-/// `rustchain testnet init`'s network id: every network but mainnet requires a signed chain id.
-const NET: &str = "localnet";
-
-fn order(to: &str, amount_rtc: f64, nonce: i64) -> TransferOrder {
-    TransferOrder { to_address: to.into(), amount_rtc, memo: "test".into(), nonce, chain_id: Some(NET.into()) }
-}
-
-fn tx_status(node: &TestNode, tx: &str) -> Value {
-    node.get(&format!("/wallet/tx/{tx}")).1
-}
-
-/// Wait until `tx` is judged at `node` (confirmed or rejected); returns the answer.
-fn judged(node: &TestNode, tx: &str, secs: u64) -> Value {
-    node.wait_until(&format!("/wallet/tx/{tx}"), secs, "transfer judged", |v| v["status"] == "confirmed" || v["status"] == "rejected")
-}
-
-/// A wallet whose key the test holds (an RTC address from `seed`) earns one epoch's pot through a
-/// miner named `miner_id`; returns the key and the reward, once every node has credited it.
-fn funded_sender(nodes: &[TestNode], seed: u8, miner_id: &str) -> (Keypair, u64) {
-    let sender = Keypair::from_seed(&[seed; 32]);
-    // The sender's own key attests (an RTC address earns only for its key), on a machine of its own.
-    let mut miner = Miner::new(seed.wrapping_sub(7), "placeholder", "G4", "");
-    miner.key = Keypair::from_seed(&[seed; 32]);
-    miner.wallet = sender.address();
-    miner.miner_id = miner_id.into();
-    let refs: Vec<&TestNode> = nodes.iter().collect();
-    let epoch = attest_in_one_epoch(&refs, &[miner]);
-    let reward = certified(&nodes[0], epoch, 40)["record"]["distributed_urtc"].as_u64().unwrap();
-    for n in nodes {
-        certified(n, epoch, 40);
-        n.wait_until(&format!("/wallet/balance?address={}", sender.address()), 20, "reward credited", |v| v["amount_i64"].as_u64() == Some(reward));
-    }
-    (sender, reward)
-}
 
 #[test]
 fn a_transfer_confirms_everywhere_and_a_double_spend_is_never_paid_twice() {

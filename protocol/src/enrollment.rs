@@ -28,6 +28,20 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// What the verified submission `sub` of record `id` claims, evaluated at its receipt `slot`
+    /// (`attestation::evaluate`): the node's `StoredClaim` keeps the same fields.
+    pub fn of(sub: &crate::attestation::Submission, eval: &crate::attestation::Evaluation, slot: u64, id: Hash32) -> Claim {
+        Claim {
+            wallet: sub.miner.clone(),
+            key: hex::encode(sub.public_key),
+            slot,
+            id,
+            weight: eval.weight,
+            serial_hash: eval.serial_hash.clone(),
+            profile: eval.profile,
+        }
+    }
+
     /// Earlier slot first, then smaller id: the order in which claims win.
     pub fn rank(&self) -> (u64, &Hash32) {
         (self.slot, &self.id)

@@ -458,6 +458,21 @@ impl Settlement {
     pub fn from_cbor(bytes: &[u8]) -> Result<Settlement, ciborium::de::Error<std::io::Error>> {
         ciborium::from_reader(bytes)
     }
+
+    /// The record from its JSON form ([`Settlement::to_json`]; `prev_settlement_hash` as 64 hex
+    /// digits). Unknown fields are refused; the caller recomputes the hash from what was read.
+    pub fn from_json(v: &serde_json::Value) -> Result<Settlement, String> {
+        let mut v = v.clone();
+        let obj = v.as_object_mut().ok_or("a settlement record is a JSON object")?;
+        let prev = obj.get("prev_settlement_hash").and_then(|h| h.as_str()).ok_or("prev_settlement_hash is missing")?;
+        let prev = crate::crypto::decode_hex::<32>("prev_settlement_hash", prev).map_err(|e| e.to_string())?;
+        obj.insert("prev_settlement_hash".into(), serde_json::Value::from(prev.to_vec()));
+        let keys = ["version", "network_id", "epoch", "pot_urtc", "prev_settlement_hash", "total_weight", "distributed_urtc", "entries", "transfers", "transfer_changes", "bindings"];
+        if let Some(k) = obj.keys().find(|k| !keys.contains(&k.as_str())) {
+            return Err(format!("unknown field {k:?} in a settlement record"));
+        }
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

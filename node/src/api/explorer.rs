@@ -30,11 +30,7 @@ pub(super) async fn settlement(State(node): State<Arc<Node>>, p: Result<Path<Str
     let votes = store::votes_for(&db, epoch)?;
     let tally = protocol::consensus::tally(&node.validators, &votes);
     let mismatch = node.mismatches.lock().expect("lock").get(&epoch).copied();
-    let status = match (&cert, applied, mismatch) {
-        (Some(_), true, None) => "certified",
-        (Some(_), _, _) => "certified_mismatch",
-        (None, _, _) => "provisional",
-    };
+    let status = super::history::epoch_status(&node, cert.is_some(), applied, epoch);
     let certificate = cert.map(|c| json!({
         "epoch": c.epoch, "round": c.round, "settlement_hash": hex::encode(c.settlement_hash),
         "signers": c.votes.iter().map(|v| hex::encode(v.validator)).collect::<Vec<_>>(),

@@ -8,6 +8,7 @@
 mod admin;
 pub mod error;
 mod explorer;
+mod history;
 pub mod limits;
 pub mod metrics;
 mod miner;
@@ -98,6 +99,9 @@ pub fn router(node: Arc<Node>, limits: &HttpLimits) -> Router {
         .route("/rewards/epoch/{n}", get(explorer::rewards))
         .route("/api/epoch/{n}/settlement", get(explorer::settlement))
         .route("/api/epoch/{n}/anchor", get(explorer::anchor))
+        .route("/api/epochs", get(history::epochs))
+        .route("/api/epochs/{n}", get(history::epoch))
+        .route("/api/epochs/{n}/records", get(history::records))
         .route("/api/stats", get(explorer::stats))
         .route("/api/miners", get(explorer::miners))
         .route("/api/attestation/{id}", get(explorer::attestation_record))

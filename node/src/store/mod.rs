@@ -1617,6 +1617,70 @@ pub fn epoch_ids_page(
     Ok((keys, None))
 }
 
+/// The kind of a record of the registry, as the history API names it.
+pub const RECORD_KINDS: [&str; 3] = ["attestation", "transfer", "admin"];
+
+/// One page of an epoch's records of every kind in id order, strictly after `after`: (kind, id,
+/// stored CBOR); and the cursor of the next page when there is more (`GET /api/epochs/{n}/records`).
+#[allow(clippy::type_complexity)]
+pub fn epoch_records_page(
+    db: &Database,
+    epoch: u64,
+    after: Option<Hash32>,
+    limit: usize,
+) -> Result<(Vec<(&'static str, Hash32, Vec<u8>)>, Option<Hash32>), StoreError> {
+    let (ids, next) = epoch_ids_page(db, epoch, epoch, after.map(|a| (epoch, a)), limit)?;
+    let r = db.begin_read()?;
+    let tables = [r.open_table(RECORDS)?, r.open_table(TRANSFER_RECORDS)?, r.open_table(ADMIN_RECORDS)?];
+    let mut out = Vec::with_capacity(ids.len());
+    for (_, id) in ids {
+        let mut found = None;
+        for (kind, t) in RECORD_KINDS.iter().zip(&tables) {
+            if let Some(v) = t.get(id.as_slice())? {
+                found = Some((*kind, id, v.value().to_vec()));
+                break;
+            }
+        }
+        out.push(found.ok_or(StoreError::Corrupt("an epoch index names a record that is not stored"))?);
+    }
+    Ok((out, next.map(|(_, id)| id)))
+}
+
+/// Settled epochs, a page of at most `limit` from `from` (inclusive; the newest or oldest when
+/// `None`), newest first unless `ascending`; and the first epoch of the next page, if any.
+pub fn settled_epochs_page(db: &Database, from: Option<u64>, limit: usize, ascending: bool) -> Result<(Vec<u64>, Option<u64>), StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(SETTLEMENTS)?;
+    let mut out = Vec::with_capacity(limit + 1);
+    if ascending {
+        for row in t.range(from.unwrap_or(0)..)? {
+            out.push(row?.0.value());
+            if out.len() > limit {
+                break;
+            }
+        }
+    } else {
+        for row in t.range(..=from.unwrap_or(u64::MAX))?.rev() {
+            out.push(row?.0.value());
+            if out.len() > limit {
+                break;
+            }
+        }
+    }
+    let next = if out.len() > limit { out.pop() } else { None };
+    Ok((out, next))
+}
+
+/// The oldest and newest epochs this node holds a settlement of.
+pub fn settled_range(db: &Database) -> Result<Option<(u64, u64)>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(SETTLEMENTS)?;
+    Ok(match (t.first()?, t.last()?) {
+        (Some(a), Some(b)) => Some((a.0.value(), b.0.value())),
+        _ => None,
+    })
+}
+
 /// The record ids (attestations, transfers, admin changes) this node holds for an epoch, ascending.
 pub fn epoch_ids(db: &Database, epoch: u64) -> Result<Vec<Hash32>, StoreError> {
     let r = db.begin_read()?;

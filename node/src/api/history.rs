@@ -1,0 +1,162 @@
+//! The history API: what this node holds of the chain, paged. `GET /api/epochs` (the settled
+//! epochs, newest first), `GET /api/epochs/{n}` (one epoch's summary), `GET
+//! /api/epochs/{n}/records` (the records of its registry, as stored: what `rustchain verify`
+//! re-derives the settlement from). Every node serves what it holds; an archive holds everything.
+
+use super::*;
+
+/// The most items one page holds, and the default.
+const MAX_EPOCHS: usize = 500;
+const DEFAULT_EPOCHS: usize = 50;
+const MAX_RECORDS: usize = 1000;
+const DEFAULT_RECORDS: usize = 500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EpochsQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+    /// `desc` (newest first, the default) or `asc`.
+    order: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RecordsQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// `limit` as given, in `1..=max`, or `default`.
+fn limit_param(limit: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let Some(text) = limit else { return Ok(default) };
+    match text.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request("INVALID_LIMIT", format!("limit must be an integer in 1..={max}, got {text:?}"))),
+    }
+}
+
+/// An epoch's status here: `certified` (its certificate and certified record applied),
+/// `certified_mismatch` (certified for another hash than the one this node computed, or its record
+/// not yet held), `provisional` (settled, no certificate yet).
+pub(super) fn epoch_status(node: &Node, certified: bool, applied: bool, epoch: u64) -> &'static str {
+    let mismatch = node.mismatches.lock().expect("lock").contains_key(&epoch);
+    match (certified, applied, mismatch) {
+        (true, true, false) => "certified",
+        (true, _, _) => "certified_mismatch",
+        (false, _, _) => "provisional",
+    }
+}
+
+/// One epoch's summary, or `None` when this node holds no settlement of it.
+fn summary(node: &Node, db: &redb::Database, epoch: u64) -> Result<Option<Value>, ApiError> {
+    let Some(s) = store::settlement(db, epoch)? else { return Ok(None) };
+    let cert = store::certificate(db, epoch)?;
+    let applied = store::is_applied(db, epoch)?;
+    let anchor = store::anchor_record(db, epoch)?;
+    let judged = s.transfers.len();
+    let applied_transfers = s.transfers.iter().filter(|t| t.result == TransferResult::Applied).count();
+    Ok(Some(json!({
+        "epoch": epoch,
+        "status": epoch_status(node, cert.is_some(), applied, epoch),
+        "settlement_hash": hex::encode(s.hash()),
+        "certified_hash": cert.as_ref().map(|c| hex::encode(c.settlement_hash)),
+        "prev_settlement_hash": hex::encode(s.prev_settlement_hash),
+        "pot_urtc": s.pot_urtc,
+        "distributed_urtc": s.distributed_urtc,
+        "enrolled_miners": s.entries.len(),
+        "total_weight": s.total_weight,
+        "transfers_judged": judged,
+        "transfers_applied": applied_transfers,
+        "new_bindings": s.bindings.len(),
+        "certificate": cert.as_ref().map(|c| json!({"round": c.round, "signers": c.votes.len()})),
+        "anchor_tx": anchor.map(|a| a.tx_id),
+    })))
+}
+
+/// 404 for an epoch this node holds no settlement of, saying which it does hold.
+fn not_held(node: &Node, db: &redb::Database, epoch: u64) -> Result<ApiError, ApiError> {
+    let current = node.spec.epoch_at(node.clock.now_unix());
+    if epoch >= current {
+        return Ok(unsettled(node, epoch));
+    }
+    Ok(match store::settled_range(db)? {
+        Some((oldest, newest)) => ApiError::not_found(
+            "UNKNOWN_EPOCH",
+            format!("this node holds no settlement of epoch {epoch}; it holds epochs {oldest} to {newest} (an archive node holds them all)"),
+        ),
+        None => ApiError::not_found("UNKNOWN_EPOCH", format!("this node holds no settled epoch yet (current epoch {current})")),
+    })
+}
+
+/// `GET /api/epochs?cursor=&limit=&order=`: the settled epochs this node holds, newest first (or
+/// `order=asc`), `limit` (1..=500, default 50) per page; `next_cursor` starts the next page.
+/// Stable under inserts: a cursor is an epoch number, and settled epochs are only ever added at
+/// the new end.
+pub(super) async fn epochs(State(node): State<Arc<Node>>, q: Result<Query<EpochsQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
+    let q = query(q)?;
+    let limit = limit_param(q.limit.as_deref(), DEFAULT_EPOCHS, MAX_EPOCHS)?;
+    let ascending = match q.order.as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(o) => return Err(ApiError::bad_request("INVALID_ORDER", format!("order must be asc or desc, got {o:?}"))),
+    };
+    let cursor = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<u64>().map_err(|_| ApiError::bad_request("INVALID_CURSOR", format!("cursor must be an epoch number from next_cursor, got {c:?}")))?),
+    };
+    let db = node.db()?;
+    let (page, next) = store::settled_epochs_page(&db, cursor, limit, ascending)?;
+    let mut items = Vec::with_capacity(page.len());
+    for e in page {
+        items.extend(summary(&node, &db, e)?);
+    }
+    let range = store::settled_range(&db)?;
+    Ok(Json(json!({
+        "epochs": items,
+        "next_cursor": next.map(|n| n.to_string()),
+        "oldest_epoch": range.map(|r| r.0),
+        "newest_epoch": range.map(|r| r.1),
+    }))
+    .into_response())
+}
+
+/// `GET /api/epochs/{n}`: the epoch's summary, and how many records its registry holds here.
+pub(super) async fn epoch(State(node): State<Arc<Node>>, p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult {
+    let epoch = epoch_param(p)?;
+    let db = node.db()?;
+    let Some(mut s) = summary(&node, &db, epoch)? else { return Err(not_held(&node, &db, epoch)?) };
+    s["records"] = json!(store::epoch_ids(&db, epoch)?.len());
+    Ok(Json(s).into_response())
+}
+
+/// `GET /api/epochs/{n}/records?cursor=&limit=`: the records of the epoch's registry this node
+/// holds (attestations and transfers received in it, admin changes naming it), in id order, as
+/// stored: `{id, kind, cbor}` with the CBOR in hex, `limit` (1..=1000, default 500) per page.
+pub(super) async fn records(
+    State(node): State<Arc<Node>>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let epoch = epoch_param(p)?;
+    let q = query(q)?;
+    let limit = limit_param(q.limit.as_deref(), DEFAULT_RECORDS, MAX_RECORDS)?;
+    let after = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            protocol::crypto::decode_hex::<32>("cursor", c)
+                .map_err(|_| ApiError::bad_request("INVALID_CURSOR", format!("cursor must be a record id (64 hex digits) from next_cursor, got {c:?}")))?,
+        ),
+    };
+    let db = node.db()?;
+    if store::settlement(&db, epoch)?.is_none() && store::epoch_ids_page(&db, epoch, epoch, None, 1)?.0.is_empty() {
+        return Err(not_held(&node, &db, epoch)?);
+    }
+    let (page, next) = store::epoch_records_page(&db, epoch, after, limit)?;
+    Ok(Json(json!({
+        "epoch": epoch,
+        "records": page.iter().map(|(kind, id, cbor)| json!({"id": hex::encode(id), "kind": kind, "cbor": hex::encode(cbor)})).collect::<Vec<_>>(),
+        "next_cursor": next.map(hex::encode),
+    }))
+    .into_response())
+}
