@@ -409,31 +409,65 @@ fn transfer_text(t: Option<&TransferOutcome>) -> String {
     t.map_or("absent".into(), |t| format!("{} -> {} {} uRTC nonce {} {}", t.from, t.to, t.amount_urtc, t.nonce, t.result.as_str()))
 }
 
-/// Re-derive `got` (the certified record of `epoch`) from the epoch's registry and the state.
-/// `complete`: the verifier has read every registry the pending transfers can come from.
-fn rederive(report: &mut Report, spec: &ChainSpec, epoch: u64, reg: &Registry, state: &State, complete: bool, got: &Settlement) {
+/// The settlement of `epoch` from its registry and the state before it, chained to `prev`; with
+/// `extra` pending transfers besides the state's.
+fn derive(spec: &ChainSpec, epoch: u64, reg: &Registry, state: &State, prev: Hash32, extra: Vec<PendingTransfer>) -> Result<Settlement, settlement::SettleError> {
     let certified = state.certified_for(&reg.claims, epoch);
     let e = enrollment::enroll(&reg.claims, &certified, &state.profiles);
     let mut bindings = e.new_bindings;
     bindings.extend(admin::changes(reg.admin.iter().map(|(r, id)| (r, *id))));
     let mut pending: Vec<PendingTransfer> = state.pending.values().filter(|(_, e)| *e <= epoch).map(|(p, _)| p.clone()).collect();
+    pending.extend(extra);
+    settlement::settle(spec, epoch, prev, &enrollment::weights(&e.enrolled), &bindings, &state.ledger.input(pending))
+}
+
+/// Take an epoch's verified transfer records into the pending transfers.
+fn add_pending(state: &mut State, reg: &Registry) {
+    for (p, counts_in) in &reg.transfers {
+        if !state.ledger.judged.contains(&*p.tx_hash) {
+            let e = state.pending.entry(p.tx_hash.to_string()).or_insert((p.clone(), *counts_in));
+            e.1 = e.1.min(*counts_in);
+        }
+    }
+}
+
+/// The verifier's work on one epoch held in memory, without a node (`examples/verify_bench.rs`
+/// measures it): verify the records, derive the settlement, apply it.
+#[derive(Default)]
+pub struct Offline {
+    state: State,
+}
+
+impl Offline {
+    /// Verify `raw` (id, kind, CBOR) as the records of `epoch`, derive its settlement chained to
+    /// `prev`, and apply it as certified.
+    pub fn epoch(&mut self, spec: &ChainSpec, epoch: u64, prev: Hash32, raw: Vec<(Hash32, String, Vec<u8>)>) -> anyhow::Result<Settlement> {
+        let reg = verify_records(spec, epoch, raw).map_err(|(id, e)| anyhow!("record {}: {e}", hex::encode(id)))?;
+        add_pending(&mut self.state, &reg);
+        let s = derive(spec, epoch, &reg, &self.state, prev, Vec::new())?;
+        self.state.apply(&s)?;
+        Ok(s)
+    }
+}
+
+/// Re-derive `got` (the certified record of `epoch`) from the epoch's registry and the state.
+/// `complete`: the verifier has read every registry the pending transfers can come from.
+fn rederive(report: &mut Report, spec: &ChainSpec, epoch: u64, reg: &Registry, state: &State, complete: bool, got: &Settlement) {
+    let mut extra = Vec::new();
     // Transfers the record judged whose signed records lie before the registries read: taken from
     // the certified record itself (its fields are under the validators' signatures).
     if !complete {
-        let known: BTreeSet<&str> = pending.iter().map(|p| &*p.tx_hash).collect();
-        let missing: Vec<PendingTransfer> = got
+        extra = got
             .transfers
             .iter()
-            .filter(|t| !known.contains(&*t.tx_hash) && !state.ledger.judged.contains(&*t.tx_hash))
+            .filter(|t| !state.pending.contains_key(&*t.tx_hash) && !state.ledger.judged.contains(&*t.tx_hash))
             .map(|t| PendingTransfer { tx_hash: t.tx_hash.clone(), from: t.from.clone(), to: t.to.clone(), amount_urtc: t.amount_urtc, nonce: t.nonce })
             .collect();
-        if !missing.is_empty() {
-            report.note(format!("{} transfer(s) judged from epoch {epoch} on were taken from the certified records: their signed records lie before --from", missing.len()));
+        if !extra.is_empty() {
+            report.note(format!("{} transfer(s) judged from epoch {epoch} on were taken from the certified records: their signed records lie before --from", extra.len()));
         }
-        pending.extend(missing);
     }
-    let input = state.ledger.input(pending);
-    match settlement::settle(spec, epoch, got.prev_settlement_hash, &enrollment::weights(&e.enrolled), &bindings, &input) {
+    match derive(spec, epoch, reg, state, got.prev_settlement_hash, extra) {
         Ok(want) => {
             if compare(report, epoch, &want, got) {
                 report.pass(Check::Settlement);
@@ -611,12 +645,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<i32> {
                     if digest_ok {
                         report.pass(Check::Digest);
                     }
-                    for (p, counts_in) in &reg.transfers {
-                        if !state.ledger.judged.contains(&*p.tx_hash) {
-                            let e = state.pending.entry(p.tx_hash.to_string()).or_insert((p.clone(), *counts_in));
-                            e.1 = e.1.min(*counts_in);
-                        }
-                    }
+                    add_pending(&mut state, &reg);
                     if state_known {
                         let before = report.mismatches;
                         rederive(&mut report, &spec, epoch, &reg, &state, complete, &record);

@@ -147,6 +147,21 @@ fn verify_checks_a_live_testnet_and_names_every_altered_field() {
         assert!((400..500).contains(&s) && v["ok"] == false && v["code"].is_string(), "{bad}: {s} {v}");
     }
 
+    // Conditional GETs: a strong ETag (the answer's hash); 304 with no body when it matches.
+    let client = reqwest::blocking::Client::new();
+    for path in [format!("/api/epochs/{mined}"), format!("/api/epochs/{mined}/records"), format!("/api/epoch/{mined}/settlement")] {
+        let url = format!("{}{path}", nodes[1].url);
+        let r = client.get(&url).send().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let tag = r.headers()["etag"].to_str().unwrap().to_owned();
+        assert!(tag.len() == 34 && tag.starts_with('"') && r.headers().contains_key("cache-control"), "{path}: {tag}");
+        let again = client.get(&url).header("if-none-match", &tag).send().unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+        assert!(again.bytes().unwrap().is_empty());
+        let other = client.get(&url).header("if-none-match", "\"0123\"").send().unwrap();
+        assert_eq!(other.status(), 200, "{path}");
+    }
+
     // A proxy in front of node 0 that lies about one thing at a time.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let port = free_port();

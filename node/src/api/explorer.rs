@@ -21,7 +21,7 @@ pub(super) async fn rewards(State(node): State<Arc<Node>>, p: Result<Path<String
     .into_response())
 }
 
-pub(super) async fn settlement(State(node): State<Arc<Node>>, p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult {
+pub(super) async fn settlement(State(node): State<Arc<Node>>, headers: HeaderMap, p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult {
     let epoch = epoch_param(p)?;
     let db = node.db()?;
     let s = store::settlement(&db, epoch)?.ok_or_else(|| unsettled(&node, epoch))?;
@@ -47,7 +47,7 @@ pub(super) async fn settlement(State(node): State<Arc<Node>>, p: Result<Path<Str
         "first": {"settlement_hash": hex::encode(e.first.settlement_hash), "signature": hex::encode(e.first.signature)},
         "second": {"settlement_hash": hex::encode(e.second.settlement_hash), "signature": hex::encode(e.second.signature)},
     })).collect();
-    Ok(Json(json!({
+    let body = json!({
         "epoch": epoch,
         "settlement_hash": hex::encode(s.hash()),
         "status": status,
@@ -58,8 +58,9 @@ pub(super) async fn settlement(State(node): State<Arc<Node>>, p: Result<Path<Str
         "equivocations": evidence,
         "quorum": protocol::consensus::quorum(node.validators.len()),
         "validators": node.validators.len(),
-    }))
-    .into_response())
+    });
+    // Votes and evidence for it may still arrive: revalidated, never cached as final.
+    Ok(super::history::conditional(&headers, &body, false))
 }
 
 #[derive(Deserialize)]

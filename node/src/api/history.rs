@@ -48,6 +48,36 @@ pub(super) fn epoch_status(node: &Node, certified: bool, applied: bool, epoch: u
     }
 }
 
+/// A history answer with a strong `ETag` (a hash of its bytes) and a conditional GET: an
+/// `If-None-Match` naming it gets 304 with no body. `final_here`: the epoch is certified and applied
+/// here and older than any record this node still accepts, so the answer no longer changes:
+/// cacheable for a day; anything else must be revalidated (`no-cache`).
+pub(super) fn conditional(headers: &HeaderMap, body: &Value, final_here: bool) -> Response {
+    let bytes = serde_json::to_vec(body).expect("a JSON value serializes");
+    let tag = format!("\"{}\"", hex::encode(&protocol::crypto::sha256(&bytes)[..16]));
+    let cache = if final_here { "public, max-age=86400" } else { "no-cache" };
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let status = if matches { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
+    let body = if matches { Body::empty() } else { Body::from(bytes) };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::ETAG, tag.parse().expect("hex is a valid header value"));
+    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static(cache));
+    if !matches {
+        h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    }
+    r
+}
+
+/// Whether epoch `epoch`'s answers no longer change on this node (see [`conditional`]).
+fn final_here(node: &Node, db: &redb::Database, epoch: u64) -> Result<bool, ApiError> {
+    Ok(epoch < node.oldest_open_epoch() && store::is_applied(db, epoch)? && !node.mismatches.lock().expect("lock").contains_key(&epoch))
+}
+
 /// One epoch's summary, or `None` when this node holds no settlement of it.
 fn summary(node: &Node, db: &redb::Database, epoch: u64) -> Result<Option<Value>, ApiError> {
     let Some(s) = store::settlement(db, epoch)? else { return Ok(None) };
@@ -122,12 +152,12 @@ pub(super) async fn epochs(State(node): State<Arc<Node>>, q: Result<Query<Epochs
 }
 
 /// `GET /api/epochs/{n}`: the epoch's summary, and how many records its registry holds here.
-pub(super) async fn epoch(State(node): State<Arc<Node>>, p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult {
+pub(super) async fn epoch(State(node): State<Arc<Node>>, headers: HeaderMap, p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult {
     let epoch = epoch_param(p)?;
     let db = node.db()?;
     let Some(mut s) = summary(&node, &db, epoch)? else { return Err(not_held(&node, &db, epoch)?) };
     s["records"] = json!(store::epoch_ids(&db, epoch)?.len());
-    Ok(Json(s).into_response())
+    Ok(conditional(&headers, &s, final_here(&node, &db, epoch)?))
 }
 
 /// `GET /api/epochs/{n}/records?cursor=&limit=`: the records of the epoch's registry this node
@@ -135,6 +165,7 @@ pub(super) async fn epoch(State(node): State<Arc<Node>>, p: Result<Path<String>,
 /// stored: `{id, kind, cbor}` with the CBOR in hex, `limit` (1..=1000, default 500) per page.
 pub(super) async fn records(
     State(node): State<Arc<Node>>,
+    headers: HeaderMap,
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
@@ -153,10 +184,10 @@ pub(super) async fn records(
         return Err(not_held(&node, &db, epoch)?);
     }
     let (page, next) = store::epoch_records_page(&db, epoch, after, limit)?;
-    Ok(Json(json!({
+    let body = json!({
         "epoch": epoch,
         "records": page.iter().map(|(kind, id, cbor)| json!({"id": hex::encode(id), "kind": kind, "cbor": hex::encode(cbor)})).collect::<Vec<_>>(),
         "next_cursor": next.map(hex::encode),
-    }))
-    .into_response())
+    });
+    Ok(conditional(&headers, &body, final_here(&node, &db, epoch)?))
 }
