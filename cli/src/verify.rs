@@ -43,8 +43,8 @@ pub struct VerifyArgs {
     /// Last epoch to check (default: the newest certified epoch the node holds).
     #[arg(long)]
     pub to: Option<u64>,
-    /// An Ergo node's REST API: check that each epoch's anchoring transaction carries its
-    /// certified hash.
+    /// An Ergo node's REST API: check that each epoch from `--from` on has an anchoring
+    /// transaction carrying its certified hash.
     #[arg(long)]
     pub ergo_url: Option<String>,
     /// Records per page when reading an epoch's registry.
@@ -98,6 +98,8 @@ struct Report {
     records: u64,
     signatures: u64,
     epochs: u64,
+    /// Epochs the node holds without a certificate (provisional): nothing to verify, nothing applied.
+    uncertified: u64,
 }
 
 impl Report {
@@ -125,6 +127,16 @@ impl Report {
     }
 }
 
+/// The epoch before the one being checked, as the node served it.
+enum Before {
+    /// None (the first), or one the node does not serve.
+    Nothing,
+    /// Certified for this hash; whether its record judged transfers or made bindings.
+    Certified(u64, Hash32, bool),
+    /// Settled without a certificate on the node.
+    Uncertified(u64),
+}
+
 /// The state the certified records before an epoch built: what re-deriving it starts from.
 #[derive(Default)]
 struct State {
@@ -134,8 +146,9 @@ struct State {
     profiles: ProfileIndex,
     /// Per wallet name, its certified pins and admin changes (epoch, kind, owner).
     key_log: BTreeMap<String, Vec<(u64, BindingKind, String)>>,
-    /// Verified transfer records not judged yet: tx hash -> (transfer, first epoch it counts in).
-    pending: BTreeMap<String, (PendingTransfer, u64)>,
+    /// Verified transfer records not judged yet: tx hash -> (transfer, first epoch it counts in,
+    /// whether its registry differed from its votes': it may have reached the validators late).
+    pending: BTreeMap<String, (PendingTransfer, u64, bool)>,
 }
 
 impl State {
@@ -188,6 +201,8 @@ struct Registry {
     claims: Vec<Claim>,
     transfers: Vec<(PendingTransfer, u64)>,
     admin: Vec<(AdminRecord, Hash32)>,
+    /// Its root is the registry digest of a vote of the epoch's certificate.
+    digest_ok: bool,
 }
 
 struct Client {
@@ -223,12 +238,14 @@ impl Client {
         let mut out = Vec::new();
         let mut cursor = String::new();
         loop {
-            let page = self.get(&format!("/api/epochs?order=asc&limit=500&cursor={cursor}")).await?.ok_or_else(|| anyhow!("the node does not serve /api/epochs"))?;
+            let page = self.get(&format!("/api/epochs?order=asc&limit=100&cursor={cursor}")).await?.ok_or_else(|| anyhow!("the node does not serve /api/epochs"))?;
             for e in page["epochs"].as_array().ok_or_else(|| anyhow!("/api/epochs: no epochs list"))? {
                 out.push(e["epoch"].as_u64().ok_or_else(|| anyhow!("/api/epochs: an epoch without a number"))?);
             }
             match page["next_cursor"].as_str() {
-                Some(c) => cursor = c.to_owned(),
+                // Forward only: a node that hands back an old cursor would page forever.
+                Some(c) if c.parse::<u64>().ok() > cursor.parse::<u64>().ok() => cursor = c.to_owned(),
+                Some(c) => bail!("/api/epochs: next_cursor {c:?} does not move forward from {cursor:?}"),
                 None => return Ok(out),
             }
         }
@@ -246,7 +263,8 @@ impl Client {
                 out.push((id, r["kind"].as_str().unwrap_or_default().to_owned(), cbor));
             }
             match p["next_cursor"].as_str() {
-                Some(c) => cursor = c.to_owned(),
+                Some(c) if c.len() == 64 && c > cursor.as_str() => cursor = c.to_owned(),
+                Some(c) => bail!("epoch {epoch} records: next_cursor {c:?} does not move forward"),
                 None => return Ok(out),
             }
         }
@@ -411,21 +429,32 @@ fn transfer_text(t: Option<&TransferOutcome>) -> String {
 
 /// The settlement of `epoch` from its registry and the state before it, chained to `prev`; with
 /// `extra` pending transfers besides the state's.
-fn derive(spec: &ChainSpec, epoch: u64, reg: &Registry, state: &State, prev: Hash32, extra: Vec<PendingTransfer>) -> Result<Settlement, settlement::SettleError> {
-    let certified = state.certified_for(&reg.claims, epoch);
-    let e = enrollment::enroll(&reg.claims, &certified, &state.profiles);
+/// `allowed`: only these of the state's pending transfers (and only the claims of these wallets).
+fn derive(spec: &ChainSpec, epoch: u64, reg: &Registry, state: &State, prev: Hash32, extra: Vec<PendingTransfer>, allowed: Option<(&BTreeSet<&str>, &BTreeSet<&str>)>) -> Result<Settlement, settlement::SettleError> {
+    let claims: Vec<Claim> = match allowed {
+        Some((_, wallets)) => reg.claims.iter().filter(|c| wallets.contains(c.wallet.as_str())).cloned().collect(),
+        None => reg.claims.clone(),
+    };
+    let certified = state.certified_for(&claims, epoch);
+    let e = enrollment::enroll(&claims, &certified, &state.profiles);
     let mut bindings = e.new_bindings;
     bindings.extend(admin::changes(reg.admin.iter().map(|(r, id)| (r, *id))));
-    let mut pending: Vec<PendingTransfer> = state.pending.values().filter(|(_, e)| *e <= epoch).map(|(p, _)| p.clone()).collect();
+    let mut pending: Vec<PendingTransfer> = state
+        .pending
+        .values()
+        .filter(|(p, e, _)| *e <= epoch && allowed.is_none_or(|(txs, _)| txs.contains(&*p.tx_hash)))
+        .map(|(p, _, _)| p.clone())
+        .collect();
     pending.extend(extra);
     settlement::settle(spec, epoch, prev, &enrollment::weights(&e.enrolled), &bindings, &state.ledger.input(pending))
 }
 
-/// Take an epoch's verified transfer records into the pending transfers.
-fn add_pending(state: &mut State, reg: &Registry) {
+/// Take an epoch's verified transfer records into the pending transfers; `late`: the registry
+/// differed from its votes'.
+fn add_pending(state: &mut State, reg: &Registry, late: bool) {
     for (p, counts_in) in &reg.transfers {
         if !state.ledger.judged.contains(&*p.tx_hash) {
-            let e = state.pending.entry(p.tx_hash.to_string()).or_insert((p.clone(), *counts_in));
+            let e = state.pending.entry(p.tx_hash.to_string()).or_insert((p.clone(), *counts_in, late));
             e.1 = e.1.min(*counts_in);
         }
     }
@@ -443,20 +472,30 @@ impl Offline {
     /// `prev`, and apply it as certified.
     pub fn epoch(&mut self, spec: &ChainSpec, epoch: u64, prev: Hash32, raw: Vec<(Hash32, String, Vec<u8>)>) -> anyhow::Result<Settlement> {
         let reg = verify_records(spec, epoch, raw).map_err(|(id, e)| anyhow!("record {}: {e}", hex::encode(id)))?;
-        add_pending(&mut self.state, &reg);
-        let s = derive(spec, epoch, &reg, &self.state, prev, Vec::new())?;
+        add_pending(&mut self.state, &reg, false);
+        let s = derive(spec, epoch, &reg, &self.state, prev, Vec::new(), None)?;
         self.state.apply(&s)?;
         Ok(s)
     }
 }
 
+/// What the verifier knows of the registries it has read.
+#[derive(Default)]
+struct Registries {
+    /// Every registry since the state began was read: the pending transfers are all known.
+    complete: bool,
+    /// A registry read since `--from` differed from its votes'.
+    suspect: bool,
+}
+
 /// Re-derive `got` (the certified record of `epoch`) from the epoch's registry and the state.
-/// `complete`: the verifier has read every registry the pending transfers can come from.
-fn rederive(report: &mut Report, spec: &ChainSpec, epoch: u64, reg: &Registry, state: &State, complete: bool, got: &Settlement) {
+fn rederive(report: &mut Report, spec: &ChainSpec, epoch: u64, reg: &Registry, state: &State, seen: &Registries, got: &Settlement) -> bool {
+    let digest_ok = reg.digest_ok;
+    // Transfers the record judged whose signed records lie before the registries read (`--from`):
+    // taken from the certified record itself (its fields are under the validators' signatures),
+    // unless a registry read since differs from its votes (one of them may have been left out).
     let mut extra = Vec::new();
-    // Transfers the record judged whose signed records lie before the registries read: taken from
-    // the certified record itself (its fields are under the validators' signatures).
-    if !complete {
+    if !seen.complete {
         extra = got
             .transfers
             .iter()
@@ -464,17 +503,41 @@ fn rederive(report: &mut Report, spec: &ChainSpec, epoch: u64, reg: &Registry, s
             .map(|t| PendingTransfer { tx_hash: t.tx_hash.clone(), from: t.from.clone(), to: t.to.clone(), amount_urtc: t.amount_urtc, nonce: t.nonce })
             .collect();
         if !extra.is_empty() {
+            if seen.suspect || !digest_ok {
+                report.unchecked(Check::Settlement, epoch, &format!("{} transfer(s) it judged have no signed record served, and a registry served since --from differs from its votes: run without --from", extra.len()));
+                return false;
+            }
             report.note(format!("{} transfer(s) judged from epoch {epoch} on were taken from the certified records: their signed records lie before --from", extra.len()));
         }
     }
-    match derive(spec, epoch, reg, state, got.prev_settlement_hash, extra) {
-        Ok(want) => {
-            if compare(report, epoch, &want, got) {
-                report.pass(Check::Settlement);
-            }
+    let want = match derive(spec, epoch, reg, state, got.prev_settlement_hash, extra.clone(), None) {
+        Ok(w) => w,
+        Err(e) => {
+            report.mismatch(Check::Settlement, epoch, "settlement", "a settlement", format!("none can be computed: {e}"));
+            return false;
         }
-        Err(e) => report.mismatch(Check::Settlement, epoch, "settlement", "a settlement", format!("none can be computed: {e}")),
+    };
+    if want == *got {
+        report.pass(Check::Settlement);
+        return true;
     }
+    let late_pending = state.pending.values().any(|(_, e, late)| *late && *e <= epoch);
+    if !digest_ok || late_pending {
+        // Records that reached this node after the votes (their registry differs from the votes'):
+        // the validators settled without them. Without the claims of wallets the record did not
+        // enroll (this registry's, when it is such a one) and those pending transfers it did not
+        // judge, the settlement must come out as certified (the transfers stay pending).
+        let mut txs: BTreeSet<&str> = got.transfers.iter().map(|t| &*t.tx_hash).collect();
+        txs.extend(state.pending.values().filter(|(_, _, late)| !late).map(|(p, _, _)| &*p.tx_hash));
+        let wallets: BTreeSet<&str> = if digest_ok { reg.claims.iter().map(|c| c.wallet.as_str()).collect() } else { got.entries.iter().map(|e| e.miner.as_str()).collect() };
+        if derive(spec, epoch, reg, state, got.prev_settlement_hash, extra, Some((&txs, &wallets))).is_ok_and(|w| w == *got) {
+            report.note(format!("epoch {epoch}: records served that the votes did not see (they arrived late) change nothing the validators certified"));
+            report.pass(Check::Settlement);
+            return true;
+        }
+    }
+    compare(report, epoch, &want, got);
+    false
 }
 
 /// Progress on standard error: a line that rewrites itself on a terminal, a line per 10 % otherwise.
@@ -518,7 +581,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<i32> {
     let validators: BTreeSet<ValidatorKey> = spec.validators.iter().map(|v| decode_hex::<32>("validator key", v)).collect::<Result<_, _>>()?;
     let mut report = Report::default();
     if validators.is_empty() {
-        report.note("the chain spec lists no validators (a lone devnet node): each certificate is checked only against its own signer".into());
+        report.note("the chain spec lists no validators (a lone devnet node): every certificate must be signed by the first certificate's signer".into());
     }
     let ergo = args.ergo_url.as_ref().map(|u| ErgoAnchor::new(u.clone(), ""));
     let all = client.epochs().await?;
@@ -528,7 +591,9 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<i32> {
         eprintln!("verify: the node holds no certified epoch yet");
         return Ok(2);
     };
-    let epochs: Vec<u64> = all.into_iter().filter(|e| *e <= to).collect();
+    let mut epochs: Vec<u64> = all.into_iter().filter(|e| *e <= to).collect();
+    epochs.sort_unstable();
+    epochs.dedup();
     let Some(&oldest) = epochs.first() else {
         eprintln!("verify: the node holds no settled epoch up to {to}");
         return Ok(2);
@@ -540,23 +605,24 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<i32> {
     // Whether `state` is what the certified records before the epoch built: yes from a first
     // epoch that chains to nothing (the chain's first), until an epoch is missing.
     let mut state_known = true;
-    // Whether every registry since the state began was read (pending transfers are all known).
-    let mut complete = from == oldest;
-    // The previous epoch's certified hash, when the node holds it.
-    let mut prev: Option<(u64, Hash32)> = None;
+    let mut seen = Registries { complete: from == oldest, suspect: false };
+    // The epoch before the one being checked, as the node served it.
+    let mut before = Before::Nothing;
+    // A spec with no validators: the signers of the first certificate, held to for every epoch.
+    let mut lone: Option<BTreeSet<ValidatorKey>> = None;
     for (i, &epoch) in epochs.iter().enumerate() {
         progress.show(i, epoch);
         report.epochs += 1;
         let Some(doc) = client.get(&format!("/api/epoch/{epoch}/settlement")).await? else {
             report.unchecked(Check::Hash, epoch, "the node listed the epoch but does not serve its settlement");
-            state_known = false;
+            (state_known, before) = (false, Before::Nothing);
             continue;
         };
         let record = match Settlement::from_json(&doc["record"]) {
             Ok(r) => r,
             Err(e) => {
                 report.mismatch(Check::Hash, epoch, "record", "a settlement record", e);
-                state_known = false;
+                (state_known, before) = (false, Before::Nothing);
                 continue;
             }
         };
@@ -567,26 +633,38 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<i32> {
         if doc["settlement_hash"].as_str() != Some(hex::encode(hash).as_str()) {
             report.mismatch(Check::Hash, epoch, "settlement_hash (served) vs hash of the record", hex::encode(hash), doc["settlement_hash"].as_str().unwrap_or("none"));
         }
+        // The registry, for the epochs re-derived (read even for an epoch without a certificate:
+        // its transfers stay pending, and a later epoch judges them).
+        let registry = if epoch >= from {
+            let raw = client.records(epoch, args.page.clamp(1, 1000)).await?;
+            report.records += raw.len() as u64;
+            Some(verify_records(&spec, epoch, raw))
+        } else {
+            None
+        };
         // The certificate.
-        let cert = match doc["certificate"] {
+        let cert = match &doc["certificate"] {
             Value::Null => None,
-            ref c => match certificate_of(c) {
+            c => match certificate_of(c) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     report.mismatch(Check::Certificate, epoch, "certificate", "a certificate", e);
-                    None
+                    (state_known, before) = (false, Before::Nothing);
+                    continue;
                 }
             },
         };
         let Some(cert) = cert else {
-            if doc["certificate"].is_null() {
-                report.unchecked(Check::Certificate, epoch, "the node holds no certificate for it");
+            // Provisional here: nothing of it was applied, and the next epoch chains to nothing.
+            report.uncertified += 1;
+            report.note(format!("epoch {epoch} has no certificate on this node (provisional: nothing of it is applied)"));
+            if let Some(Ok(reg)) = &registry {
+                add_pending(&mut state, reg, false);
             }
-            // Not certified here: not applied, so the state after it is the state before it.
-            prev = None;
+            before = Before::Uncertified(epoch);
             continue;
         };
-        let set = if validators.is_empty() { cert.votes.iter().map(|v| v.validator).collect() } else { validators.clone() };
+        let set = if validators.is_empty() { lone.get_or_insert_with(|| cert.votes.iter().map(|v| v.validator).collect()).clone() } else { validators.clone() };
         match cert.verify(&spec, &set) {
             Ok(()) if cert.epoch == epoch => report.pass(Check::Certificate),
             Ok(()) => report.mismatch(Check::Certificate, epoch, "certificate.epoch", epoch, cert.epoch),
@@ -598,84 +676,94 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<i32> {
         } else {
             report.mismatch(Check::Hash, epoch, "settlement_hash (certificate) vs hash of the record", hex::encode(cert.settlement_hash), hex::encode(hash));
         }
-        // The link to the epoch before.
-        match prev {
-            Some((p, h)) if p + 1 == epoch => {
+        // The link to the epoch before. A zero link after a certified epoch: its settler had not
+        // applied that epoch yet (PROTOCOL.md §8.3), so it settled on the state before it.
+        let zero = record.prev_settlement_hash == [0; 32];
+        let mut settled_on_older_state = false;
+        match before {
+            Before::Certified(p, h, ref effects) if p.checked_add(1) == Some(epoch) => {
                 if record.prev_settlement_hash == h {
                     report.pass(Check::Link);
-                } else if record.prev_settlement_hash == [0; 32] {
+                } else if zero {
                     report.note(format!("epoch {epoch} chains to nothing although epoch {p} is certified (allowed: its settler did not hold that certificate yet, PROTOCOL.md §8.3)"));
                     report.pass(Check::Link);
+                    settled_on_older_state = *effects || !record.transfers.is_empty();
                 } else {
                     report.mismatch(Check::Link, epoch, "prev_settlement_hash", hex::encode(h), hex::encode(record.prev_settlement_hash));
                 }
             }
-            _ if epoch == oldest && record.prev_settlement_hash == [0; 32] => {
+            Before::Uncertified(p) if p.checked_add(1) == Some(epoch) => {
+                if zero {
+                    report.pass(Check::Link);
+                } else {
+                    report.unchecked(Check::Link, epoch, &format!("it chains to a certificate of epoch {p} that the node does not serve"));
+                    state_known = false;
+                }
+            }
+            _ if i == 0 && zero => {
                 report.note(format!("the history starts at epoch {epoch}, which chains to nothing: balances, nonces and bindings are taken as empty before it"));
                 report.pass(Check::Link);
             }
             _ => {
                 report.unchecked(Check::Link, epoch, "the node does not hold the epoch before it");
-                if epoch == oldest {
+                if i == 0 {
                     report.note(format!("epoch {epoch}, the oldest the node holds, chains to an earlier epoch: the balances and bindings before it are unknown, so no epoch is re-derived (ask an archive node)"));
                 }
                 state_known = false;
             }
         }
-        // The registry.
-        if epoch >= from && epoch <= to {
-            let raw = client.records(epoch, args.page.clamp(1, 1000)).await?;
-            report.records += raw.len() as u64;
-            let has_content = !record.entries.is_empty() || !record.bindings.is_empty();
-            match verify_records(&spec, epoch, raw) {
-                Err((id, e)) => {
-                    report.mismatch(Check::Records, epoch, &format!("record {}", hex::encode(id)), "a valid signed record", e);
-                }
-                Ok(reg) if reg.ids.is_empty() && has_content => {
+        // The registry against the votes, and the settlement re-derived from it.
+        match registry {
+            None => {}
+            Some(Err((id, e))) => report.mismatch(Check::Records, epoch, &format!("record {}", hex::encode(id)), "a valid signed record", e),
+            Some(Ok(mut reg)) => {
+                let has_content = !record.entries.is_empty() || !record.bindings.is_empty() || !record.transfers.is_empty();
+                if reg.ids.is_empty() && has_content {
                     report.unchecked(Check::Records, epoch, "the node serves none of its records");
                     report.unchecked(Check::Settlement, epoch, "no records to re-derive it from");
-                    complete = false;
-                }
-                Ok(reg) => {
+                    seen.complete = false;
+                } else {
                     report.pass(Check::Records);
                     report.signatures += 2 * reg.claims.len() as u64 + 2 * reg.transfers.len() as u64 + reg.admin.len() as u64;
                     let root = crdt::BucketDigest::from_sorted_ids(&reg.ids).root();
                     let digests: BTreeSet<Hash32> = cert.votes.iter().map(|v| v.registry_digest).collect();
                     let digest_ok = digests.contains(&root);
-                    if digest_ok {
-                        report.pass(Check::Digest);
-                    }
-                    add_pending(&mut state, &reg);
-                    if state_known {
-                        let before = report.mismatches;
-                        rederive(&mut report, &spec, epoch, &reg, &state, complete, &record);
-                        if !digest_ok {
-                            let votes = digests.iter().map(hex::encode).collect::<Vec<_>>().join(", ");
-                            if report.mismatches > before {
-                                report.mismatch(Check::Digest, epoch, "registry digest", votes, format!("{} over the {} records served", hex::encode(root), reg.ids.len()));
-                            } else {
-                                // The same settlement from a registry the votes did not see: a
-                                // record that arrived after the votes, changing nothing.
-                                report.note(format!("epoch {epoch}: the registry served differs from the one the votes saw, with the same settlement (a record that arrived late)"));
-                                report.pass(Check::Digest);
-                            }
-                        }
-                    } else {
+                    reg.digest_ok = digest_ok;
+                    add_pending(&mut state, &reg, !digest_ok);
+                    if !state_known {
                         report.unchecked(Check::Settlement, epoch, "the state before it is unknown (see the notes)");
                         if !digest_ok {
                             report.unchecked(Check::Digest, epoch, "the registry differs from the votes' and cannot be re-derived");
                         }
+                    } else if settled_on_older_state {
+                        report.unchecked(Check::Settlement, epoch, "it was settled before the previous epoch was applied (zero chain link), on a state this verifier does not keep");
+                    } else {
+                        let verified = rederive(&mut report, &spec, epoch, &reg, &state, &seen, &record);
+                        if digest_ok {
+                            report.pass(Check::Digest);
+                        } else if verified {
+                            // The same settlement from a registry the votes did not see.
+                            report.pass(Check::Digest);
+                        } else {
+                            let votes = digests.iter().map(hex::encode).collect::<Vec<_>>().join(", ");
+                            report.mismatch(Check::Digest, epoch, "registry digest", votes, format!("{} over the {} records served", hex::encode(root), reg.ids.len()));
+                        }
                     }
+                    seen.suspect |= !digest_ok;
                 }
             }
         }
         // The anchor.
-        if let Some(ergo) = &ergo {
+        if let Some(ergo) = &ergo
+            && epoch >= from {
             match client.get(&format!("/api/epoch/{epoch}/anchor")).await {
                 Ok(Some(a)) if a["ergo_tx_id"].is_string() => {
                     let tx = a["ergo_tx_id"].as_str().unwrap_or_default();
                     match ergo.lookup(tx).await {
-                        Ok(l) if l.settlement_hash == Some(cert.settlement_hash) && l.epoch == Some(epoch) => report.pass(Check::Anchor),
+                        Ok(l) if l.settlement_hash == Some(cert.settlement_hash) && l.epoch == Some(epoch) && l.confirmations >= 1 => report.pass(Check::Anchor),
+                        Ok(l) if l.settlement_hash == Some(cert.settlement_hash) && l.epoch == Some(epoch) => {
+                            report.unchecked(Check::Anchor, epoch, &format!("{tx} carries the certified hash but is not in a block yet"));
+                        }
                         Ok(l) => report.mismatch(
                             Check::Anchor,
                             epoch,
@@ -696,9 +784,10 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<i32> {
             state_known = false;
         }
         if !state_known && epoch >= from {
-            complete = false;
+            seen.complete = false;
         }
-        prev = Some((epoch, cert.settlement_hash));
+        let effects = !record.transfers.is_empty() || !record.bindings.is_empty();
+        before = Before::Certified(epoch, cert.settlement_hash, effects);
     }
     progress.show(epochs.len(), to);
     progress.done();
@@ -721,8 +810,9 @@ fn print_table(r: &Report, elapsed: Duration) {
         println!("{:<50} {p:>8} {f:>8} {u:>12}", c.name());
     }
     println!(
-        "{} epochs, {} records, {} signatures in {:.1}s: {}",
+        "{} epochs ({} without a certificate), {} records, {} signatures in {:.1}s: {}",
         r.epochs,
+        r.uncertified,
         r.records,
         r.signatures,
         elapsed.as_secs_f64(),
@@ -744,6 +834,71 @@ mod tests {
         let spec = ChainSpec::builtin("devnet").unwrap();
         let weights = [("alice".to_owned(), 2_500_000_000u64), ("bob".to_owned(), 800_000_000)].into_iter().collect();
         settlement::settle(&spec, 7, [3; 32], &weights, &Bindings::new(), &Default::default()).unwrap()
+    }
+
+    /// The registry of `epoch` with one attestation record for each of `miners` simulated miners.
+    fn registry(spec: &ChainSpec, epoch: u64, miners: usize) -> Registry {
+        let node = protocol::crypto::Keypair::from_seed(&[0x55; 32]);
+        let raw = (0..miners)
+            .map(|i| {
+                let key = crate::sim::miner_key(4, i);
+                let body = crate::sim::signed_body(&key, 4, i, &crate::sim::miner_id(4, i), "n");
+                let p = attestation::parse_submission(&body).unwrap().payload();
+                let r = AttestationRecord { receipt: attestation::Receipt::sign(spec, &node, &p.payload_id(), spec.first_slot(epoch), "n"), payload: p };
+                (r.id(), "attestation".to_owned(), r.to_cbor())
+            })
+            .collect();
+        verify_records(spec, epoch, raw).unwrap()
+    }
+
+    #[test]
+    fn a_certified_settlement_that_pays_the_wrong_wallets_is_caught_by_re_deriving_it() {
+        let spec = ChainSpec::builtin("devnet").unwrap();
+        let mut reg = registry(&spec, 5, 3);
+        reg.digest_ok = true;
+        let state = State::default();
+        let seen = Registries { complete: true, suspect: false };
+        let truth = derive(&spec, 5, &reg, &state, [0; 32], Vec::new(), None).unwrap();
+        assert_eq!(truth.entries.len(), 3);
+        let mut report = Report::default();
+        assert!(rederive(&mut report, &spec, 5, &reg, &state, &seen, &truth));
+        // A consistent lie a quorum could sign: the same pot, totals and weights, one share moved.
+        let mut lie = truth.clone();
+        lie.entries[0].share_urtc -= 1;
+        lie.entries[1].share_urtc += 1;
+        let mut report = Report::default();
+        assert!(!rederive(&mut report, &spec, 5, &reg, &state, &seen, &lie));
+        assert_eq!(report.mismatches, 2, "both shares named");
+        // A wallet left out of the record, from a registry that is the one the votes saw.
+        let mut dropped = truth.clone();
+        dropped.entries.pop();
+        let mut report = Report::default();
+        assert!(!rederive(&mut report, &spec, 5, &reg, &state, &seen, &dropped));
+    }
+
+    #[test]
+    fn a_late_record_the_votes_did_not_see_is_told_apart_from_a_wrong_settlement() {
+        let spec = ChainSpec::builtin("devnet").unwrap();
+        let seen = Registries { complete: true, suspect: false };
+        let state = State::default();
+        // The validators saw two records; the node serves a third that reached it later.
+        let two = registry(&spec, 5, 2);
+        let certified = derive(&spec, 5, &two, &state, [0; 32], Vec::new(), None).unwrap();
+        let mut three = registry(&spec, 5, 3);
+        three.digest_ok = false;
+        let mut report = Report::default();
+        assert!(rederive(&mut report, &spec, 5, &three, &state, &seen, &certified), "late, and it changes nothing certified");
+        // The same registry claimed to be the one the votes saw: the certified record left a wallet out.
+        three.digest_ok = true;
+        let mut report = Report::default();
+        assert!(!rederive(&mut report, &spec, 5, &three, &state, &seen, &certified));
+        // Late records do not excuse a wrong share.
+        three.digest_ok = false;
+        let mut lie = certified.clone();
+        lie.entries[0].share_urtc -= 1;
+        lie.entries[1].share_urtc += 1;
+        let mut report = Report::default();
+        assert!(!rederive(&mut report, &spec, 5, &three, &state, &seen, &lie));
     }
 
     #[test]

@@ -515,11 +515,31 @@ fn the_primary_anchors_each_certified_hash_once_and_any_node_verifies_it() {
     let (st, v) = relay.get(&format!("{path}?tx_id=nothex"));
     assert_eq!((st, v["code"].as_str(), v["ok"].clone()), (400, Some("INVALID_TX_ID"), json!(false)), "{v}");
 
+    // `rustchain verify` checks the anchor itself, on the Ergo node it is given.
+    let e = epoch.to_string();
+    let verify = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rustchain"))
+            .args(["verify", "--node", &primary.url, "--from", &e, "--to", &e])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let (code, out) = verify(&["--ergo-url", &base]);
+    assert_eq!(code, Some(0), "{out}");
+    let row: Vec<&str> = out.lines().find(|l| l.starts_with("Ergo anchor")).unwrap().split_whitespace().rev().take(3).collect();
+    assert_eq!(row, ["0", "0", "1"], "one anchor checked and verified, none failed or unchecked: {out}");
+
     // A transaction whose R4 is another hash does not verify.
     s.set_r4(&tx_id, &encode_r4(&hash(9)));
     let (_, v) = relay.get(&format!("{path}?tx_id={tx_id}"));
     assert_eq!(v["verified"], json!(false), "{v}");
     assert_eq!(v["onchain"]["settlement_hash"], json!(hex::encode(hash(9))));
+    let (code, out) = verify(&["--ergo-url", &base]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("MISMATCH epoch {epoch} anchor {tx_id} (R4, R5): expected {}", cert["certificate"]["settlement_hash"].as_str().unwrap())), "{out}");
 
     // kill -9 and restart: epochs already anchored are not sent again; later ones still are.
     let before = anchored_epochs(&s);

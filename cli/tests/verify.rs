@@ -1,8 +1,9 @@
-//! `rustchain verify` against a live 3-validator testnet on 127.0.0.1 (real binaries): it verifies
-//! the honest history (miners enrolled, a transfer applied) with exit 0; through a proxy that
-//! alters one thing of the node's answers at a time (a share, a weight, a transfer's result, a
-//! certificate signature, the chain link, a record's bytes, or drops a record) it exits 1 and names
-//! the epoch and the field.
+//! `rustchain verify` against a live testnet on 127.0.0.1 (3 validators and an archive, real
+//! binaries): it verifies the honest history (miners enrolled, a transfer applied) on every node
+//! with exit 0; through a proxy that alters one thing of the node's answers at a time (a share, a
+//! weight, a transfer's result, a certificate signature, the chain link, a record's bytes, or drops
+//! a record) it exits 1 and names the epoch and the field. Also the history API's paging, its
+//! refusals, and its conditional GETs.
 
 mod common;
 
@@ -34,6 +35,8 @@ enum Tamper {
     RecordBytes(u64),
     /// The first attestation record of the epoch's registry is left out.
     DropRecord(u64),
+    /// The transfer record of the epoch's registry is left out.
+    DropTransfer(u64),
 }
 
 struct Proxy {
@@ -67,6 +70,7 @@ async fn forward(State(p): State<Arc<Proxy>>, uri: Uri) -> Response {
             let i = list.iter().position(|r| r["kind"] == "attestation").unwrap();
             list.remove(i);
         }
+        Tamper::DropTransfer(e) if records(e) => v["records"].as_array_mut().unwrap().retain(|r| r["kind"] != "transfer"),
         _ => {}
     }
     (status, axum::Json(v)).into_response()
@@ -100,9 +104,10 @@ fn verify(url: &str, spec: &std::path::Path, extra: &[&str]) -> (i32, String) {
 #[test]
 fn verify_checks_a_live_testnet_and_names_every_altered_field() {
     let dir = tempfile::tempdir().unwrap();
-    init_testnet(dir.path(), 3, 0);
+    init_testnet(dir.path(), 3, 1);
     let spec = dir.path().join("spec.toml");
-    let nodes = start_testnet(dir.path(), &[0, 1, 2]);
+    // Three validators and an archive (node 3, `testnet init` makes the last non-validator one).
+    let nodes = start_testnet(dir.path(), &[0, 1, 2, 3]);
     // An epoch with three miners, a funded wallet, and a transfer from it.
     let miners: Vec<Miner> = (0..3).map(|i| Miner::new(30 + i, &format!("verify-miner-{i}"), "G4", &format!("VS{i}"))).collect();
     let refs: Vec<&TestNode> = nodes.iter().collect();
@@ -120,7 +125,7 @@ fn verify_checks_a_live_testnet_and_names_every_altered_field() {
     let settled = nodes[0].get(&format!("/api/epoch/{mined}/settlement")).1;
     let first_miner = settled["record"]["entries"][0]["miner"].as_str().unwrap().to_owned();
 
-    // The honest history verifies, on every validator.
+    // The honest history verifies, on every validator and on the archive.
     for n in &nodes {
         let (code, out) = verify(&n.url, &spec, &["--to", &moved.to_string()]);
         assert_eq!(code, 0, "{out}");
@@ -142,7 +147,18 @@ fn verify_checks_a_live_testnet_and_names_every_altered_field() {
         out
     };
     assert!(all.windows(2).all(|w| w[0] + 1 == w[1]) && all.contains(&mined) && all.contains(&moved), "{all:?}");
-    for bad in ["/api/epochs?limit=0", "/api/epochs?limit=x", "/api/epochs?cursor=abc", "/api/epochs?order=up", "/api/epochs/1/records?cursor=zz", "/api/epochs/99999999/records"] {
+    // The epoch's miners and transfers, as its settlement lists them, with the claims behind them.
+    let (s, m) = nodes[1].get(&format!("/api/epochs/{mined}/miners?limit=2"));
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(m["miners"][0]["miner"], "verify-miner-0", "{m}");
+    assert_eq!((m["miners"][0]["arch"].as_str(), m["miners"][0]["fingerprint_passed"].as_bool()), (Some("G4"), Some(true)), "{m}");
+    let rest = nodes[1].get(&format!("/api/epochs/{mined}/miners?cursor={}", m["next_cursor"].as_str().unwrap())).1;
+    assert_eq!(rest["miners"].as_array().unwrap().len(), 1, "three miners in pages of two: {rest}");
+    assert!(rest["next_cursor"].is_null(), "{rest}");
+    let t = nodes[1].get(&format!("/api/epochs/{moved}/transfers")).1;
+    assert_eq!((t["transfers"][0]["tx_hash"].as_str(), t["transfers"][0]["result"].as_str()), (Some(tx.as_str()), Some("applied")), "{t}");
+    for bad in ["/api/epochs?limit=0", "/api/epochs?limit=x", "/api/epochs?cursor=abc", "/api/epochs?order=up", "/api/epochs/1/records?cursor=zz", "/api/epochs/99999999/records",
+                "/api/epochs/1/miners?cursor=%3Cscript%3E", "/api/epochs/1/transfers?cursor=-1", "/api/epochs/99999999/miners"] {
         let (s, v) = nodes[1].get(bad);
         assert!((400..500).contains(&s) && v["ok"] == false && v["code"].is_string(), "{bad}: {s} {v}");
     }
@@ -192,6 +208,23 @@ fn verify_checks_a_live_testnet_and_names_every_altered_field() {
     }
     // A dropped record also shows as the miner it enrolled missing.
     assert!(verify(&url, &spec, &["--to", &to]).1.contains(&format!("MISMATCH epoch {mined} entries[")));
+
+    // From a later epoch on (--from): the epochs before build the state from their certified
+    // records alone. Honest, it verifies; without the transfer's record, from its epoch on, the
+    // transfer is not re-judged from the certified record alone: not a pass.
+    let received = (0..=moved)
+        .find(|e| nodes[0].get(&format!("/api/epochs/{e}/records")).1["records"].as_array().is_some_and(|l| l.iter().any(|r| r["kind"] == "transfer")))
+        .expect("the transfer's record is in some epoch's registry");
+    let from = received.to_string();
+    *proxy.tamper.lock().unwrap() = Tamper::Nothing;
+    let (code, out) = verify(&url, &spec, &["--from", &from, "--to", &to]);
+    assert_eq!(code, 0, "{out}");
+    *proxy.tamper.lock().unwrap() = Tamper::DropTransfer(received);
+    let (code, out) = verify(&url, &spec, &["--from", &from, "--to", &to]);
+    assert_ne!(code, 0, "a dropped transfer record must not pass: {out}");
+    let (code, out) = verify(&url, &spec, &["--to", &to]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains(&format!("epoch {received}")), "the epoch is named: {out}");
 
     // Nothing to check it against: a node that is not there is "could not check" (2), not a pass.
     let (code, _) = verify(&format!("http://127.0.0.1:{}", free_port()), &spec, &[]);

@@ -1,12 +1,13 @@
 //! The history API: what this node holds of the chain, paged. `GET /api/epochs` (the settled
-//! epochs, newest first), `GET /api/epochs/{n}` (one epoch's summary), `GET
-//! /api/epochs/{n}/records` (the records of its registry, as stored: what `rustchain verify`
-//! re-derives the settlement from). Every node serves what it holds; an archive holds everything.
+//! epochs, newest first), `GET /api/epochs/{n}` (one epoch's summary), `/api/epochs/{n}/miners`
+//! and `/transfers` (its settlement's lines), `/api/epochs/{n}/records` (the records of its
+//! registry, as stored: what `rustchain verify` re-derives the settlement from). Every node serves
+//! what it holds; an archive holds everything.
 
 use super::*;
 
 /// The most items one page holds, and the default.
-const MAX_EPOCHS: usize = 500;
+const MAX_EPOCHS: usize = 100;
 const DEFAULT_EPOCHS: usize = 50;
 const MAX_RECORDS: usize = 1000;
 const DEFAULT_RECORDS: usize = 500;
@@ -49,17 +50,16 @@ pub(super) fn epoch_status(node: &Node, certified: bool, applied: bool, epoch: u
 }
 
 /// A history answer with a strong `ETag` (a hash of its bytes) and a conditional GET: an
-/// `If-None-Match` naming it gets 304 with no body. `final_here`: the epoch is certified and applied
-/// here and older than any record this node still accepts, so the answer no longer changes:
-/// cacheable for a day; anything else must be revalidated (`no-cache`).
-pub(super) fn conditional(headers: &HeaderMap, body: &Value, final_here: bool) -> Response {
+/// `If-None-Match` naming it (weakly compared, as RFC 9110 says for this header) gets 304 with no
+/// body. `immutable`: the answer can no longer change: cacheable for a day; anything else must be
+/// revalidated (`no-cache`: a late record, a vote or an anchor may still change it).
+pub(super) fn conditional(headers: &HeaderMap, body: &Value, immutable: bool) -> Response {
     let bytes = serde_json::to_vec(body).expect("a JSON value serializes");
     let tag = format!("\"{}\"", hex::encode(&protocol::crypto::sha256(&bytes)[..16]));
-    let cache = if final_here { "public, max-age=86400" } else { "no-cache" };
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let cache = if immutable { "public, max-age=86400" } else { "no-cache" };
+    let matches = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
+    });
     let status = if matches { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
     let body = if matches { Body::empty() } else { Body::from(bytes) };
     let mut r = Response::new(body);
@@ -73,9 +73,11 @@ pub(super) fn conditional(headers: &HeaderMap, body: &Value, final_here: bool) -
     r
 }
 
-/// Whether epoch `epoch`'s answers no longer change on this node (see [`conditional`]).
-fn final_here(node: &Node, db: &redb::Database, epoch: u64) -> Result<bool, ApiError> {
-    Ok(epoch < node.oldest_open_epoch() && store::is_applied(db, epoch)? && !node.mismatches.lock().expect("lock").contains_key(&epoch))
+/// Whether the settlement record this node holds for `epoch` is the certified one, applied and not
+/// in dispute: it never changes again (its transfers are then immutable; its registry is not, as a
+/// peer's record may still arrive late).
+fn record_final(node: &Node, db: &redb::Database, epoch: u64) -> Result<bool, ApiError> {
+    Ok(store::is_applied(db, epoch)? && !node.mismatches.lock().expect("lock").contains_key(&epoch))
 }
 
 /// One epoch's summary, or `None` when this node holds no settlement of it.
@@ -120,9 +122,10 @@ fn not_held(node: &Node, db: &redb::Database, epoch: u64) -> Result<ApiError, Ap
 }
 
 /// `GET /api/epochs?cursor=&limit=&order=`: the settled epochs this node holds, newest first (or
-/// `order=asc`), `limit` (1..=500, default 50) per page; `next_cursor` starts the next page.
-/// Stable under inserts: a cursor is an epoch number, and settled epochs are only ever added at
-/// the new end.
+/// `order=asc`), `limit` (1..=100, default 50) per page; `next_cursor` starts the next page.
+/// A cursor is an epoch number: an epoch settled while a client pages is never shown twice nor
+/// shifts the others. (An old epoch filled in later, by a node catching up on history, can land
+/// behind a client's cursor; it is there on the next walk.)
 pub(super) async fn epochs(State(node): State<Arc<Node>>, q: Result<Query<EpochsQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
     let q = query(q)?;
     let limit = limit_param(q.limit.as_deref(), DEFAULT_EPOCHS, MAX_EPOCHS)?;
@@ -157,7 +160,7 @@ pub(super) async fn epoch(State(node): State<Arc<Node>>, headers: HeaderMap, p: 
     let db = node.db()?;
     let Some(mut s) = summary(&node, &db, epoch)? else { return Err(not_held(&node, &db, epoch)?) };
     s["records"] = json!(store::epoch_ids(&db, epoch)?.len());
-    Ok(conditional(&headers, &s, final_here(&node, &db, epoch)?))
+    Ok(conditional(&headers, &s, false))
 }
 
 /// `GET /api/epochs/{n}/records?cursor=&limit=`: the records of the epoch's registry this node
@@ -180,7 +183,7 @@ pub(super) async fn records(
         ),
     };
     let db = node.db()?;
-    if store::settlement(&db, epoch)?.is_none() && store::epoch_ids_page(&db, epoch, epoch, None, 1)?.0.is_empty() {
+    if !store::has_settlement(&db, epoch)? && store::epoch_ids_page(&db, epoch, epoch, None, 1)?.0.is_empty() {
         return Err(not_held(&node, &db, epoch)?);
     }
     let (page, next) = store::epoch_records_page(&db, epoch, after, limit)?;
@@ -189,5 +192,54 @@ pub(super) async fn records(
         "records": page.iter().map(|(kind, id, cbor)| json!({"id": hex::encode(id), "kind": kind, "cbor": hex::encode(cbor)})).collect::<Vec<_>>(),
         "next_cursor": next.map(hex::encode),
     });
-    Ok(conditional(&headers, &body, final_here(&node, &db, epoch)?))
+    Ok(conditional(&headers, &body, false))
+}
+
+/// `GET /api/epochs/{n}/miners?cursor=&limit=`: the settlement's enrolled wallets in wallet order
+/// (weight, share) with the claim that enrolled each (miner id, record id, family, arch,
+/// fingerprint verdict), `limit` (1..=100, default 50); `next_cursor` is the last wallet returned.
+pub(super) async fn miners(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let epoch = epoch_param(p)?;
+    let q = query(q)?;
+    let limit = limit_param(q.limit.as_deref(), DEFAULT_EPOCHS, MAX_EPOCHS)?;
+    let after = q.cursor.as_deref().filter(|c| !c.is_empty());
+    if let Some(c) = after
+        && !attestation::valid_miner_id(c) {
+        return Err(ApiError::bad_request("INVALID_CURSOR", format!("cursor must be a wallet from next_cursor, got {c:?}")));
+    }
+    let db = node.db()?;
+    let Some((page, next)) = store::epoch_miners_page(&db, epoch, after, limit)? else { return Err(not_held(&node, &db, epoch)?) };
+    let body = json!({"epoch": epoch, "miners": page, "next_cursor": next});
+    Ok(conditional(&headers, &body, false))
+}
+
+/// `GET /api/epochs/{n}/transfers?cursor=&limit=`: the transfers the settlement judged, in judging
+/// order (sender, nonce, tx hash), with their results, `limit` (1..=100, default 50); `next_cursor`
+/// is the position of the next one.
+pub(super) async fn transfers(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let epoch = epoch_param(p)?;
+    let q = query(q)?;
+    let limit = limit_param(q.limit.as_deref(), DEFAULT_EPOCHS, MAX_EPOCHS)?;
+    let start = match q.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(c) => c.parse::<usize>().map_err(|_| ApiError::bad_request("INVALID_CURSOR", format!("cursor must be a position from next_cursor, got {c:?}")))?,
+    };
+    let db = node.db()?;
+    let Some(s) = store::settlement(&db, epoch)? else { return Err(not_held(&node, &db, epoch)?) };
+    let page: Vec<Value> = s.transfers.iter().skip(start).take(limit).map(|t| json!({
+        "tx_hash": t.tx_hash, "from": t.from, "to": t.to, "amount_urtc": t.amount_urtc, "nonce": t.nonce, "result": t.result.as_str(),
+    })).collect();
+    let next = (start.saturating_add(limit) < s.transfers.len()).then(|| (start + limit).to_string());
+    let body = json!({"epoch": epoch, "transfers": page, "next_cursor": next, "total": s.transfers.len()});
+    Ok(conditional(&headers, &body, record_final(&node, &db, epoch)?))
 }

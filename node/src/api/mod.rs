@@ -1,7 +1,8 @@
 //! The HTTP API (axum): the router, the request helpers every route shares, and the server. The
 //! routes are split by audience: `miner` (the field miners' protocol), `wallet`, `explorer`
-//! (reads for explorers and pools), `probes` (health), `admin`. Every error is `{"ok": false,
-//! "error", "message", "code"}` with a 4xx (or 503) status (`error`).
+//! (reads for explorers and pools), `history` (the paged history API), `probes` (health),
+//! `admin`. Every error is `{"ok": false, "error", "message", "code"}` with a 4xx (or 503) status
+//! (`error`).
 //! The public routes are rate-limited per client IP and time-limited; `/admin/*` has its own,
 //! stricter limit; `/livez` and `/readyz` are never limited (see `api/limits.rs`).
 
@@ -102,6 +103,8 @@ pub fn router(node: Arc<Node>, limits: &HttpLimits) -> Router {
         .route("/api/epochs", get(history::epochs))
         .route("/api/epochs/{n}", get(history::epoch))
         .route("/api/epochs/{n}/records", get(history::records))
+        .route("/api/epochs/{n}/miners", get(history::miners))
+        .route("/api/epochs/{n}/transfers", get(history::transfers))
         .route("/api/stats", get(explorer::stats))
         .route("/api/miners", get(explorer::miners))
         .route("/api/attestation/{id}", get(explorer::attestation_record))

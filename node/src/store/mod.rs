@@ -1338,6 +1338,11 @@ pub fn settlement(db: &Database, epoch: u64) -> Result<Option<Settlement>, Store
     }
 }
 
+/// Whether this node holds a settlement of `epoch` (without decoding it).
+pub fn has_settlement(db: &Database, epoch: u64) -> Result<bool, StoreError> {
+    Ok(db.begin_read()?.open_table(SETTLEMENTS)?.get(epoch)?.is_some())
+}
+
 pub fn votes_for(db: &Database, epoch: u64) -> Result<Vec<Vote>, StoreError> {
     let r = db.begin_read()?;
     let t = r.open_table(VOTES)?;
@@ -1484,6 +1489,50 @@ pub fn enrollment(db: &Database, epoch: u64, wallet: &str) -> Result<Option<Enro
         Some(v) => Ok(Some(uncbor(v.value(), "enrollment")?)),
         None => Ok(None),
     }
+}
+
+/// What `GET /api/epochs/{n}/miners` shows of one enrolled wallet: the settlement's line, and the
+/// claim that enrolled it as this node holds it (none for an epoch it only applied).
+#[derive(Debug, Serialize)]
+pub struct EpochMiner {
+    pub miner: String,
+    pub weight: u64,
+    pub share_urtc: u64,
+    pub miner_id: Option<String>,
+    pub record_id: Option<String>,
+    pub family: Option<String>,
+    pub arch: Option<String>,
+    pub fingerprint_passed: Option<bool>,
+}
+
+/// The settlement's entries of `epoch` after wallet `after` (in wallet order), at most `limit`,
+/// each with the claim that enrolled it; and the cursor of the next page. `None`: not settled here.
+#[allow(clippy::type_complexity)]
+pub fn epoch_miners_page(db: &Database, epoch: u64, after: Option<&str>, limit: usize) -> Result<Option<(Vec<EpochMiner>, Option<String>)>, StoreError> {
+    let Some(s) = settlement(db, epoch)? else { return Ok(None) };
+    let r = db.begin_read()?;
+    let (enrollments, claims) = (r.open_table(ENROLLMENTS)?, r.open_table(EPOCH_CLAIMS)?);
+    let start = after.map_or(0, |a| s.entries.partition_point(|e| e.miner.as_str() <= a));
+    let mut out = Vec::with_capacity(limit);
+    for e in s.entries.iter().skip(start).take(limit) {
+        let row: Option<EnrollmentRow> = enrollments.get((epoch, e.miner.as_str()))?.map(|v| uncbor(v.value(), "enrollment")).transpose()?;
+        let claim: Option<StoredClaim> = match &row {
+            Some(row) => claims.get((epoch, row.id.as_slice()))?.map(|v| uncbor(v.value(), "claim")).transpose()?,
+            None => None,
+        };
+        out.push(EpochMiner {
+            miner: e.miner.clone(),
+            weight: e.weight,
+            share_urtc: e.share_urtc,
+            miner_id: row.as_ref().map(|r| r.miner_id.clone()),
+            record_id: row.as_ref().map(|r| hex::encode(r.id)),
+            family: claim.as_ref().map(|c| c.family.clone()),
+            arch: claim.as_ref().map(|c| c.arch.clone()),
+            fingerprint_passed: claim.as_ref().map(|c| c.fingerprint_passed),
+        });
+    }
+    let next = (start + limit < s.entries.len()).then(|| out.last().map(|m| m.miner.clone())).flatten();
+    Ok(Some((out, next)))
 }
 
 /// Number of wallets enrolled in `epoch`.
