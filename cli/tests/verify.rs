@@ -157,6 +157,26 @@ fn verify_checks_a_live_testnet_and_names_every_altered_field() {
     assert!(rest["next_cursor"].is_null(), "{rest}");
     let t = nodes[1].get(&format!("/api/epochs/{moved}/transfers")).1;
     assert_eq!((t["transfers"][0]["tx_hash"].as_str(), t["transfers"][0]["result"].as_str()), (Some(tx.as_str()), Some("applied")), "{t}");
+    // Search: each kind of thing a person pastes, and where it leads.
+    let record_id = nodes[1].get(&format!("/api/epochs/{mined}/records")).1["records"][0]["id"].as_str().unwrap().to_owned();
+    let certified_hash = settled["certificate"]["settlement_hash"].as_str().unwrap().to_owned();
+    for (q, kind, href) in [
+        ("verify-miner-1".to_owned(), "miner", "/wallet/history?address=verify-miner-1".to_owned()),
+        (sender.address(), "wallet", format!("/wallet/balance?address={}", sender.address())),
+        (mined.to_string(), "epoch", format!("/api/epochs/{mined}")),
+        (tx.clone(), "transfer", format!("/wallet/tx/{tx}")),
+        (certified_hash.to_uppercase(), "settlement", format!("/api/epoch/{mined}/settlement")),
+        (record_id.clone(), "attestation", format!("/api/attestation/{record_id}")),
+    ] {
+        let (s, v) = nodes[1].get(&format!("/api/search?q={q}"));
+        assert_eq!((s, v["results"][0]["kind"].as_str(), v["results"][0]["href"].as_str()), (200, Some(kind), Some(href.as_str())), "{q}: {v}");
+    }
+    let (s, v) = nodes[1].get("/api/search?q=%3Cscript%3E");
+    assert_eq!((s, v["results"].as_array().map(Vec::len)), (200, Some(0)), "{v}");
+    assert_eq!(nodes[1].get("/api/search?q=").0, 400);
+    let (s, v) = nodes[1].get("/api/anchors");
+    assert_eq!((s, v["anchors"].as_array().map(Vec::len)), (200, Some(0)), "no Ergo node here: {v}");
+
     for bad in ["/api/epochs?limit=0", "/api/epochs?limit=x", "/api/epochs?cursor=abc", "/api/epochs?order=up", "/api/epochs/1/records?cursor=zz", "/api/epochs/99999999/records",
                 "/api/epochs/1/miners?cursor=%3Cscript%3E", "/api/epochs/1/transfers?cursor=-1", "/api/epochs/99999999/miners"] {
         let (s, v) = nodes[1].get(bad);

@@ -243,3 +243,89 @@ pub(super) async fn transfers(
     let body = json!({"epoch": epoch, "transfers": page, "next_cursor": next, "total": s.transfers.len()});
     Ok(conditional(&headers, &body, record_final(&node, &db, epoch)?))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AnchorsQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// An Ergo transaction on the public explorer.
+fn ergo_explorer(tx: &str) -> String {
+    format!("https://explorer.ergoplatform.com/en/transactions/{tx}")
+}
+
+/// `GET /api/anchors?cursor=&limit=`: the anchors this node recorded (the primary records them),
+/// newest first: epoch, certified hash, Ergo transaction and an explorer link.
+pub(super) async fn anchors(State(node): State<Arc<Node>>, q: Result<Query<AnchorsQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
+    let q = query(q)?;
+    let limit = limit_param(q.limit.as_deref(), DEFAULT_EPOCHS, MAX_EPOCHS)?;
+    let from = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<u64>().map_err(|_| ApiError::bad_request("INVALID_CURSOR", format!("cursor must be an epoch number from next_cursor, got {c:?}")))?),
+    };
+    let (page, next) = store::anchors_page(&*node.db()?, from, limit)?;
+    let items: Vec<Value> = page
+        .iter()
+        .map(|(e, a)| json!({"epoch": e, "settlement_hash": hex::encode(a.settlement_hash), "ergo_tx_id": a.tx_id, "anchored_at": a.anchored_at, "explorer_url": ergo_explorer(&a.tx_id)}))
+        .collect();
+    Ok(Json(json!({"anchors": items, "next_cursor": next.map(|n| n.to_string())})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SearchQuery {
+    q: Option<String>,
+}
+
+/// How many certificates a search for a settlement hash looks through.
+const SEARCH_CERTIFICATES: usize = 100_000;
+
+/// `GET /api/search?q=`: what `q` is and where to look at it. An RTC address is a wallet; 64 hex
+/// digits a record id, a certified settlement hash or (failing those) an Ergo transaction; 32 hex
+/// digits a transfer; a number an epoch; any other wallet name a miner. Every match is listed
+/// with the API path that shows it; none is an empty list, not an error.
+pub(super) async fn search(State(node): State<Arc<Node>>, q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
+    let q = query(q)?;
+    let text = q.q.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    if text.is_empty() || text.len() > 128 {
+        return Err(ApiError::bad_request("INVALID_QUERY", "q must be 1 to 128 characters"));
+    }
+    let db = node.db()?;
+    let hex_of = |n: usize| text.len() == n && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut results = Vec::new();
+    let mut hit = |kind: &str, href: Option<String>| results.push(json!({"kind": kind, "href": href}));
+    if attestation::is_rtc_address(&text) {
+        hit("wallet", Some(format!("/wallet/balance?address={text}")));
+    } else if let Ok(epoch) = text.parse::<u64>() {
+        if store::has_settlement(&db, epoch)? {
+            hit("epoch", Some(format!("/api/epochs/{epoch}")));
+        }
+    } else if hex_of(64) {
+        let lower = text.to_ascii_lowercase();
+        let id = protocol::crypto::decode_hex::<32>("q", &lower).map_err(|e| ApiError::bad_request("INVALID_QUERY", e.to_string()))?;
+        let kind = store::record_kind(&db, &id)?;
+        let certified = store::epoch_certified_as(&db, &id, SEARCH_CERTIFICATES)?;
+        match kind {
+            Some("attestation") => hit("attestation", Some(format!("/api/attestation/{lower}"))),
+            // Transfer and admin records have no page of their own: their epoch's records list them.
+            Some(kind) => hit(kind, None),
+            None => {}
+        }
+        if let Some(epoch) = certified {
+            hit("settlement", Some(format!("/api/epoch/{epoch}/settlement")));
+        }
+        if kind.is_none() && certified.is_none() {
+            hit("ergo_transaction", Some(ergo_explorer(&lower)));
+        }
+    } else if hex_of(32) {
+        let lower = text.to_ascii_lowercase();
+        if store::tx_state(&db, &lower)?.is_some() {
+            hit("transfer", Some(format!("/wallet/tx/{lower}")));
+        }
+    } else if attestation::valid_miner_id(&text) && store::is_miner(&db, &text)? {
+        hit("miner", Some(format!("/wallet/history?address={text}")));
+    }
+    Ok(Json(json!({"query": text, "results": results})).into_response())
+}

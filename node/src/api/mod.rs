@@ -105,6 +105,8 @@ pub fn router(node: Arc<Node>, limits: &HttpLimits) -> Router {
         .route("/api/epochs/{n}/records", get(history::records))
         .route("/api/epochs/{n}/miners", get(history::miners))
         .route("/api/epochs/{n}/transfers", get(history::transfers))
+        .route("/api/anchors", get(history::anchors))
+        .route("/api/search", get(history::search))
         .route("/api/stats", get(explorer::stats))
         .route("/api/miners", get(explorer::miners))
         .route("/api/attestation/{id}", get(explorer::attestation_record))

@@ -1338,6 +1338,56 @@ pub fn settlement(db: &Database, epoch: u64) -> Result<Option<Settlement>, Store
     }
 }
 
+/// A page of items keyed by epoch, and the epoch the next page starts at.
+pub type EpochPage<T> = (Vec<T>, Option<u64>);
+
+/// Recorded anchors, newest first, from `from` (inclusive) down, at most `limit`; and the epoch the
+/// next page starts at.
+pub fn anchors_page(db: &Database, from: Option<u64>, limit: usize) -> Result<EpochPage<(u64, AnchorRecord)>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(ANCHORS)?;
+    let mut out = Vec::with_capacity(limit + 1);
+    for row in t.range(..=from.unwrap_or(u64::MAX))?.rev() {
+        let (k, v) = row?;
+        out.push((k.value(), uncbor(v.value(), "anchor record")?));
+        if out.len() > limit {
+            break;
+        }
+    }
+    let next = if out.len() > limit { out.pop().map(|(e, _)| e) } else { None };
+    Ok((out, next))
+}
+
+/// The epoch whose certificate (held here) is for `hash`: a scan of the certificates, newest
+/// first, stopping after `max` (a search, not an index).
+pub fn epoch_certified_as(db: &Database, hash: &Hash32, max: usize) -> Result<Option<u64>, StoreError> {
+    let r = db.begin_read()?;
+    for row in r.open_table(CERTIFICATES)?.iter()?.rev().take(max) {
+        let (k, v) = row?;
+        if uncbor::<EpochCertificate>(v.value(), "certificate")?.settlement_hash == *hash {
+            return Ok(Some(k.value()));
+        }
+    }
+    Ok(None)
+}
+
+/// The kind of record `id` is here (`attestation`, `transfer`, `admin`), if this node holds it.
+pub fn record_kind(db: &Database, id: &Hash32) -> Result<Option<&'static str>, StoreError> {
+    let r = db.begin_read()?;
+    let tables = [r.open_table(RECORDS)?, r.open_table(TRANSFER_RECORDS)?, r.open_table(ADMIN_RECORDS)?];
+    for (kind, t) in RECORD_KINDS.iter().zip(&tables) {
+        if t.get(id.as_slice())?.is_some() {
+            return Ok(Some(kind));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `wallet` has ever attested here.
+pub fn is_miner(db: &Database, wallet: &str) -> Result<bool, StoreError> {
+    Ok(db.begin_read()?.open_table(MINERS)?.get(wallet)?.is_some())
+}
+
 /// Whether this node holds a settlement of `epoch` (without decoding it).
 pub fn has_settlement(db: &Database, epoch: u64) -> Result<bool, StoreError> {
     Ok(db.begin_read()?.open_table(SETTLEMENTS)?.get(epoch)?.is_some())
@@ -1697,7 +1747,7 @@ pub fn epoch_records_page(
 
 /// Settled epochs, a page of at most `limit` from `from` (inclusive; the newest or oldest when
 /// `None`), newest first unless `ascending`; and the first epoch of the next page, if any.
-pub fn settled_epochs_page(db: &Database, from: Option<u64>, limit: usize, ascending: bool) -> Result<(Vec<u64>, Option<u64>), StoreError> {
+pub fn settled_epochs_page(db: &Database, from: Option<u64>, limit: usize, ascending: bool) -> Result<EpochPage<u64>, StoreError> {
     let r = db.begin_read()?;
     let t = r.open_table(SETTLEMENTS)?;
     let mut out = Vec::with_capacity(limit + 1);
