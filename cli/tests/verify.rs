@@ -157,6 +157,16 @@ fn verify_checks_a_live_testnet_and_names_every_altered_field() {
     assert!(rest["next_cursor"].is_null(), "{rest}");
     let t = nodes[1].get(&format!("/api/epochs/{moved}/transfers")).1;
     assert_eq!((t["transfers"][0]["tx_hash"].as_str(), t["transfers"][0]["result"].as_str()), (Some(tx.as_str()), Some("applied")), "{t}");
+    // A miner's page: its epochs (the index written with each enrolling claim) and its rewards.
+    let share = settled["record"]["entries"][0]["share_urtc"].as_u64().unwrap();
+    let (s, o) = nodes[1].get(&format!("/api/miner/{first_miner}"));
+    assert_eq!(s, 200, "{o}");
+    assert_eq!((o["overview"]["first_epoch"].as_u64(), o["overview"]["epochs_enrolled"].as_u64(), o["overview"]["total_earned_urtc"].as_u64()), (Some(mined), Some(1), Some(share)), "{o}");
+    let h = nodes[1].get(&format!("/api/miner/{first_miner}/history")).1;
+    assert_eq!((h["epochs"][0]["epoch"].as_u64(), h["epochs"][0]["reward_urtc"].as_u64(), h["epochs"][0]["arch"].as_str()), (Some(mined), Some(share), Some("G4")), "{h}");
+    assert_eq!(nodes[1].get("/api/miner/nobody-here").1["code"], "UNKNOWN_MINER");
+    assert_eq!(nodes[1].get("/api/miner/%3Cscript%3E/history").0, 400);
+
     // Search: each kind of thing a person pastes, and where it leads.
     let record_id = nodes[1].get(&format!("/api/epochs/{mined}/records")).1["records"][0]["id"].as_str().unwrap().to_owned();
     let certified_hash = settled["certificate"]["settlement_hash"].as_str().unwrap().to_owned();

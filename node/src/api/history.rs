@@ -329,3 +329,36 @@ pub(super) async fn search(State(node): State<Arc<Node>>, q: Result<Query<Search
     }
     Ok(Json(json!({"query": text, "results": results})).into_response())
 }
+
+/// The wallet in a `/api/miner/{wallet}` path: a valid miner id in its canonical spelling.
+fn wallet_path(p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<String, ApiError> {
+    let Path(w) = p.map_err(|e| ApiError::bad_request("INVALID_FIELD", e.body_text()))?;
+    super::wallet_param(Some(w))
+}
+
+/// `GET /api/miner/{wallet}`: first and last epoch enrolled here, how many, total earned, and the
+/// latest attestation's device.
+pub(super) async fn miner(State(node): State<Arc<Node>>, p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult {
+    let wallet = wallet_path(p)?;
+    let o = store::miner_overview(&*node.db()?, &wallet)?
+        .ok_or_else(|| ApiError::not_found("UNKNOWN_MINER", format!("{wallet} never attested on this node")))?;
+    Ok(Json(json!({"miner": wallet, "overview": o, "total_earned_rtc": rtc_f64(o.total_earned_urtc)})).into_response())
+}
+
+/// `GET /api/miner/{wallet}/history?cursor=&limit=`: per epoch the wallet enrolled in, newest
+/// first: the enrolling claim (weight, miner id, record, arch, fingerprint verdict) and the reward.
+pub(super) async fn miner_history(
+    State(node): State<Arc<Node>>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<AnchorsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let wallet = wallet_path(p)?;
+    let q = query(q)?;
+    let limit = limit_param(q.limit.as_deref(), DEFAULT_EPOCHS, MAX_EPOCHS)?;
+    let from = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<u64>().map_err(|_| ApiError::bad_request("INVALID_CURSOR", format!("cursor must be an epoch number from next_cursor, got {c:?}")))?),
+    };
+    let (page, next) = store::miner_history(&*node.db()?, &wallet, from, limit)?;
+    Ok(Json(json!({"miner": wallet, "epochs": page, "next_cursor": next.map(|n| n.to_string())})).into_response())
+}

@@ -107,6 +107,8 @@ pub fn router(node: Arc<Node>, limits: &HttpLimits) -> Router {
         .route("/api/epochs/{n}/transfers", get(history::transfers))
         .route("/api/anchors", get(history::anchors))
         .route("/api/search", get(history::search))
+        .route("/api/miner/{wallet}", get(history::miner))
+        .route("/api/miner/{wallet}/history", get(history::miner_history))
         .route("/api/stats", get(explorer::stats))
         .route("/api/miners", get(explorer::miners))
         .route("/api/attestation/{id}", get(explorer::attestation_record))

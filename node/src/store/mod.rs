@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 /// which is migrated in place (see [`open`]).
 /// Version 2: settlement records of version 2 (transfers), the transfer tables.
 /// Version 4: admin pin changes (`admin_records`, `epoch_admin`, `key_log`).
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// `schema_version`, `network_id`, `first_epoch`, `ledger_seq`, and `settled_through` once the epoch
 /// manager has settled an epoch ([`resume_epoch`]).
@@ -100,15 +100,22 @@ const EPOCH_ADMIN: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("
 /// (certified) settlements made, from which `enrollment::key_in_force` says who holds a name.
 const KEY_LOG: TableDefinition<(&str, u64, &str), &str> = TableDefinition::new("key_log");
 
+/// (wallet, epoch) -> (): the epochs in which a wallet holds an enrolling claim here, written with
+/// `ENROLLMENTS` (a miner's history without a scan of every epoch).
+const MINER_EPOCHS: TableDefinition<(&str, u64), ()> = TableDefinition::new("miner_epochs");
+
 /// The tables schema version 4 added (a schema-3 database is migrated when a node opens it).
 const ADDED_IN_4: [&str; 3] = ["admin_records", "epoch_admin", "key_log"];
+/// The table schema version 5 added (built from `enrollments` when a node opens an older database).
+const ADDED_IN_5: [&str; 1] = ["miner_epochs"];
 
 /// Every table of the schema. A backup copies exactly these; `check` wants all of them.
-pub const TABLE_NAMES: [&str; 30] = [
+pub const TABLE_NAMES: [&str; 31] = [
     "meta", "records", "epoch_claims", "enrollments", "bindings", "profile_cells", "epoch_first_claims", "payload_receipts",
     "receipt_evidence", "used_nonces", "miners", "settlements", "balances", "ledger", "votes", "certificates",
     "applied", "evidence", "anchors", "transfer_records", "epoch_transfers", "pending_transfers", "pending_out",
     "pending_in", "judged_transfers", "last_nonces", "wallet_history", "admin_records", "epoch_admin", "key_log",
+    "miner_epochs",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -436,11 +443,12 @@ pub fn init(db: Database, spec: &ChainSpec, current_epoch: u64) -> Result<Databa
             w.open_table(ADMIN_RECORDS)?;
             w.open_table(EPOCH_ADMIN)?;
             w.open_table(KEY_LOG)?;
+            w.open_table(MINER_EPOCHS)?;
             w.commit()?;
         }
         Some(v) => {
             let found = be_u64(&v).ok_or(StoreError::Corrupt("schema version"))?;
-            if found != SCHEMA_VERSION && found != 3 {
+            if !(3..=SCHEMA_VERSION).contains(&found) {
                 return Err(StoreError::Schema { found, expected: SCHEMA_VERSION });
             }
             // The network first: a database of another network is refused as it is, not migrated.
@@ -449,10 +457,16 @@ pub fn init(db: Database, spec: &ChainSpec, current_epoch: u64) -> Result<Databa
             if network != spec.network_id {
                 return Err(StoreError::Network { found: network, expected: spec.network_id.clone() });
             }
-            if found == 3 {
-                migrate_3_to_4(&w)?;
+            if found < SCHEMA_VERSION {
+                if found == 3 {
+                    migrate_3_to_4(&w)?;
+                }
+                let n = migrate_4_to_5(&w)?;
                 w.commit()?;
-                tracing::info!("database migrated from schema version 3 to 4 (admin pin changes); a schema-3 binary can no longer open it");
+                tracing::info!(
+                    from = found, to = SCHEMA_VERSION, miner_epochs = n,
+                    "database migrated (4: admin pin changes; 5: the miners' epoch index); an older binary can no longer open it"
+                );
             } else {
                 w.abort()?;
             }
@@ -477,6 +491,20 @@ fn migrate_3_to_4(w: &WriteTransaction) -> Result<(), StoreError> {
     }
     w.open_table(META)?.insert("schema_version", SCHEMA_VERSION.to_be_bytes().as_slice())?;
     Ok(())
+}
+
+/// Version 4 to 5: the miners' epoch index, from the enrollments. Returns how many rows it wrote.
+fn migrate_4_to_5(w: &WriteTransaction) -> Result<u64, StoreError> {
+    let mut index = w.open_table(MINER_EPOCHS)?;
+    let mut n = 0;
+    for row in w.open_table(ENROLLMENTS)?.iter()? {
+        let (k, _) = row?;
+        let (epoch, wallet) = k.value();
+        index.insert((wallet, epoch), ())?;
+        n += 1;
+    }
+    w.open_table(META)?.insert("schema_version", SCHEMA_VERSION.to_be_bytes().as_slice())?;
+    Ok(n)
 }
 
 /// The key `wallet` is pinned to for claims of `epoch`, by the certified pins and admin changes
@@ -815,6 +843,7 @@ pub fn insert_attestation(w: &WriteTransaction, a: &NewAttestation) -> Result<Re
             fingerprint_passed: a.claim.fingerprint_passed,
         };
         enrollments.insert(key, cbor(&row).as_slice())?;
+        w.open_table(MINER_EPOCHS)?.insert((claim.wallet.as_str(), a.epoch), ())?;
     }
 
     let mut miners = w.open_table(MINERS)?;
@@ -1585,6 +1614,94 @@ pub fn epoch_miners_page(db: &Database, epoch: u64, after: Option<&str>, limit: 
     Ok(Some((out, next)))
 }
 
+/// A miner's history: the epochs it held an enrolling claim in, newest first from `from`
+/// (inclusive), at most `limit`, each with that claim and its reward here (if the epoch is
+/// certified and applied); and the epoch the next page starts at.
+pub fn miner_history(db: &Database, wallet: &str, from: Option<u64>, limit: usize) -> Result<EpochPage<MinerEpoch>, StoreError> {
+    let r = db.begin_read()?;
+    let (index, enrollments, claims) = (r.open_table(MINER_EPOCHS)?, r.open_table(ENROLLMENTS)?, r.open_table(EPOCH_CLAIMS)?);
+    let mut epochs = Vec::with_capacity(limit + 1);
+    for row in index.range((wallet, 0)..=(wallet, from.unwrap_or(u64::MAX)))?.rev() {
+        epochs.push(row?.0.value().1);
+        if epochs.len() > limit {
+            break;
+        }
+    }
+    let next = if epochs.len() > limit { epochs.pop() } else { None };
+    let rewards = rewards_of(&r, wallet)?;
+    let mut out = Vec::with_capacity(epochs.len());
+    for epoch in epochs {
+        let Some(v) = enrollments.get((epoch, wallet))? else { continue };
+        let row: EnrollmentRow = uncbor(v.value(), "enrollment")?;
+        let claim: Option<StoredClaim> = claims.get((epoch, row.id.as_slice()))?.map(|v| uncbor(v.value(), "claim")).transpose()?;
+        out.push(MinerEpoch {
+            epoch,
+            weight: row.weight,
+            miner_id: row.miner_id,
+            record_id: hex::encode(row.id),
+            arch: claim.as_ref().map(|c| c.arch.clone()),
+            family: claim.as_ref().map(|c| c.family.clone()),
+            fingerprint_passed: row.fingerprint_passed,
+            reward_urtc: rewards.get(&epoch).copied(),
+        });
+    }
+    Ok((out, next))
+}
+
+/// Per epoch, what a wallet was paid as a reward (from its ledger).
+fn rewards_of(r: &ReadTransaction, wallet: &str) -> Result<BTreeMap<u64, u64>, StoreError> {
+    let mut out = BTreeMap::new();
+    for row in r.open_table(HISTORY)?.range((wallet, 0)..=(wallet, u64::MAX))? {
+        let e: LedgerEntry = uncbor(row?.1.value(), "ledger entry")?;
+        if e.kind == "reward" {
+            *out.entry(e.epoch).or_default() += e.amount_urtc;
+        }
+    }
+    Ok(out)
+}
+
+/// One epoch of a miner's history (`GET /api/miner/{wallet}/history`).
+#[derive(Debug, Serialize)]
+pub struct MinerEpoch {
+    pub epoch: u64,
+    /// The weight the enrolling claim carried when accepted (the settlement's may differ: the
+    /// entropy rule, PROTOCOL.md §7.1).
+    pub weight: u64,
+    pub miner_id: String,
+    pub record_id: String,
+    pub arch: Option<String>,
+    pub family: Option<String>,
+    pub fingerprint_passed: bool,
+    /// Paid for the epoch, once it is certified and applied here.
+    pub reward_urtc: Option<u64>,
+}
+
+/// A miner at a glance (`GET /api/miner/{wallet}`).
+#[derive(Debug, Serialize)]
+pub struct MinerOverview {
+    pub first_epoch: u64,
+    pub last_epoch: u64,
+    pub epochs_enrolled: u64,
+    pub total_earned_urtc: u64,
+    pub latest: MinerSummary,
+}
+
+/// `None` when the wallet never attested here.
+pub fn miner_overview(db: &Database, wallet: &str) -> Result<Option<MinerOverview>, StoreError> {
+    let r = db.begin_read()?;
+    let Some(latest) = r.open_table(MINERS)?.get(wallet)?.map(|v| uncbor::<MinerSummary>(v.value(), "miner")).transpose()? else { return Ok(None) };
+    let index = r.open_table(MINER_EPOCHS)?;
+    let (mut first, mut last, mut n) = (None, None, 0u64);
+    for row in index.range((wallet, 0)..=(wallet, u64::MAX))? {
+        let e = row?.0.value().1;
+        first.get_or_insert(e);
+        last = Some(e);
+        n += 1;
+    }
+    let total = rewards_of(&r, wallet)?.values().sum();
+    Ok(Some(MinerOverview { first_epoch: first.unwrap_or(0), last_epoch: last.unwrap_or(0), epochs_enrolled: n, total_earned_urtc: total, latest }))
+}
+
 /// Number of wallets enrolled in `epoch`.
 pub fn enrolled_count(db: &Database, epoch: u64) -> Result<u64, StoreError> {
     let r = db.begin_read()?;
@@ -1896,8 +2013,12 @@ fn copy_table<K: Key + 'static, V: redb::Value + 'static>(
     w: &WriteTransaction,
     def: TableDefinition<K, V>,
 ) -> Result<u64, StoreError> {
-    let src = r.open_table(def)?;
     let mut dst = w.open_table(def)?;
+    // An older schema's backup lacks the tables later versions added: nothing to copy.
+    let src = match r.open_table(def) {
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        t => t?,
+    };
     let mut n = 0;
     for row in src.iter()? {
         let (k, v) = row?;
@@ -1947,6 +2068,7 @@ pub fn copy_snapshot(r: &ReadTransaction, dst: &Database) -> Result<u64, StoreEr
     n += copy_table(r, &w, ADMIN_RECORDS)?;
     n += copy_table(r, &w, EPOCH_ADMIN)?;
     n += copy_table(r, &w, KEY_LOG)?;
+    n += copy_table(r, &w, MINER_EPOCHS)?;
     w.commit()?;
     Ok(n)
 }
@@ -1983,11 +2105,11 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
         }
     }
     let names: Vec<String> = r.list_tables()?.map(|t| t.name().to_owned()).collect();
-    // A schema-3 database (or backup) lacks only the tables version 4 added; a node migrates it
-    // when it opens it.
-    let schema_3 = meta_bytes(&r, "schema_version")?.as_deref().and_then(be_u64) == Some(3);
+    // A schema-3 or -4 database (or backup) lacks only the tables later versions added; a node
+    // migrates it when it opens it.
+    let version = meta_bytes(&r, "schema_version")?.as_deref().and_then(be_u64);
     for t in TABLE_NAMES {
-        let allowed_missing = schema_3 && ADDED_IN_4.contains(&t);
+        let allowed_missing = (version == Some(3) && ADDED_IN_4.contains(&t)) || (version.is_some_and(|v| v < 5) && ADDED_IN_5.contains(&t));
         if !allowed_missing && !names.iter().any(|n| n == t) {
             problem(&mut rep, format!("table {t} is missing"));
         }
@@ -2003,7 +2125,7 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
     match meta_bytes(&r, "schema_version")?.as_deref().and_then(be_u64) {
         Some(v) => {
             rep.schema_version = v;
-            if v != SCHEMA_VERSION && v != 3 {
+            if !(3..=SCHEMA_VERSION).contains(&v) {
                 problem(&mut rep, format!("schema version {v}, this binary understands {SCHEMA_VERSION}"));
             }
         }
@@ -2055,7 +2177,7 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
             .map(|rec| (rec.id(), spec.and_then(|s| rec.verify(s).err()).map(|e| e.to_string())));
         check_record(&mut rep, "transfer record", k.value(), decoded);
     }
-    for row in (if schema_3 { None } else { Some(r.open_table(ADMIN_RECORDS)?) }).iter().flat_map(|t| t.iter().into_iter().flatten()) {
+    for row in (if version == Some(3) { None } else { Some(r.open_table(ADMIN_RECORDS)?) }).iter().flat_map(|t| t.iter().into_iter().flatten()) {
         let (k, v) = row?;
         rep.admin_records += 1;
         // Its admin key is checked where it is verified (it depends on the node's own key when the
@@ -2198,6 +2320,41 @@ mod tests {
         assert_eq!(pin_status(&db, "name", 2).unwrap().pinned_key, None, "a pin holds from the epoch after");
         assert_eq!(pin_status(&db, "other", 6).unwrap().pinned_key.as_deref(), Some("k2"));
         assert_eq!(pin_status(&db, "s", 6).unwrap().history, vec![], "only wallet names are in the key log");
+        assert!(check_consistency(&db, Some(&spec)).unwrap().problems.is_empty());
+    }
+
+    /// A schema-4 database opens as schema 5 with the miners' epoch index built from its
+    /// enrollments; an older backup restores into the new schema the same way.
+    #[test]
+    fn a_version_4_database_gets_the_miner_epoch_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, db) = devnet_db(&dir);
+        let w = db.begin_write().unwrap();
+        {
+            let mut e = w.open_table(ENROLLMENTS).unwrap();
+            let row = |id: u8| cbor(&EnrollmentRow { slot: 1, id: [id; 32], weight: 7, miner_id: "m".into(), hw_weight: 7, fingerprint_passed: true });
+            e.insert((3u64, "alice"), row(1).as_slice()).unwrap();
+            e.insert((5u64, "alice"), row(2).as_slice()).unwrap();
+            e.insert((5u64, "bob"), row(3).as_slice()).unwrap();
+            w.open_table(MINERS).unwrap().insert("alice", cbor(&MinerSummary {
+                miner: "alice".into(), miner_id: "m".into(), family: "PowerPC".into(), arch: "G4".into(), last_slot: 1,
+                last_epoch: 5, fingerprint_passed: true, weight: 7, attestations: 2,
+            }).as_slice()).unwrap();
+        }
+        assert!(w.delete_table(MINER_EPOCHS).unwrap());
+        w.open_table(META).unwrap().insert("schema_version", 4u64.to_be_bytes().as_slice()).unwrap();
+        w.commit().unwrap();
+        assert_eq!(check_consistency(&db, Some(&spec)).unwrap().problems, Vec::<String>::new(), "a schema-4 database checks clean");
+        drop(db);
+        let db = open(&dir.path().join("a.redb"), &spec, 3, DEFAULT_CACHE_BYTES).unwrap();
+        assert_eq!(meta_bytes(&db.begin_read().unwrap(), "schema_version").unwrap(), Some(SCHEMA_VERSION.to_be_bytes().to_vec()));
+        let (page, next) = miner_history(&db, "alice", None, 10).unwrap();
+        assert_eq!((page.iter().map(|m| m.epoch).collect::<Vec<_>>(), next), (vec![5, 3], None));
+        let (page, next) = miner_history(&db, "alice", None, 1).unwrap();
+        assert_eq!((page.len(), next), (1, Some(3)), "a page of one, then the next starts at epoch 3");
+        let o = miner_overview(&db, "alice").unwrap().unwrap();
+        assert_eq!((o.first_epoch, o.last_epoch, o.epochs_enrolled), (3, 5, 2));
+        assert!(miner_overview(&db, "carol").unwrap().is_none());
         assert!(check_consistency(&db, Some(&spec)).unwrap().problems.is_empty());
     }
 
