@@ -82,6 +82,12 @@ pub enum DbCommand {
         #[command(flatten)]
         loc: Location,
     },
+    /// Rebuild the read indexes derived from other tables (the miners' epoch index of the history
+    /// API) from scratch. The node must be stopped.
+    Reindex {
+        #[command(flatten)]
+        loc: Location,
+    },
 }
 
 /// Run a `rustchain db` command; returns the process exit code.
@@ -128,6 +134,19 @@ pub fn run_command(cmd: DbCommand) -> anyhow::Result<i32> {
             let outcome = check(&path, spec.as_ref());
             println!("{}", serde_json::to_string_pretty(&outcome)?);
             Ok(outcome.exit_code)
+        }
+        DbCommand::Reindex { loc } => {
+            let cfg = loc.resolve()?;
+            let db = open_guarded(&cfg.db_path()).map_err(|e| match e {
+                OpenFailure::InUse => anyhow::anyhow!("{e}"),
+                e => anyhow::anyhow!("{}: {e}", cfg.db_path().display()),
+            })?;
+            let started = std::time::Instant::now();
+            for (index, rows) in rustchain_node::store::reindex(&db)? {
+                println!("rebuilt {index}: {rows} rows");
+            }
+            println!("reindexed {} in {:.1}s", cfg.db_path().display(), started.elapsed().as_secs_f64());
+            Ok(0)
         }
         DbCommand::Compact { loc } => {
             let cfg = loc.resolve()?;

@@ -164,14 +164,15 @@ fn verify_checks_a_live_testnet_and_names_every_altered_field() {
     assert_eq!((o["overview"]["first_epoch"].as_u64(), o["overview"]["epochs_enrolled"].as_u64(), o["overview"]["total_earned_urtc"].as_u64()), (Some(mined), Some(1), Some(share)), "{o}");
     let h = nodes[1].get(&format!("/api/miner/{first_miner}/history")).1;
     assert_eq!((h["epochs"][0]["epoch"].as_u64(), h["epochs"][0]["reward_urtc"].as_u64(), h["epochs"][0]["arch"].as_str()), (Some(mined), Some(share), Some("G4")), "{h}");
-    assert_eq!(nodes[1].get("/api/miner/nobody-here").1["code"], "UNKNOWN_MINER");
+    let (s, v) = nodes[1].get("/api/miner/nobody-here");
+    assert_eq!((s, v["code"].as_str()), (404, Some("UNKNOWN_MINER")), "{v}");
     assert_eq!(nodes[1].get("/api/miner/%3Cscript%3E/history").0, 400);
 
     // Search: each kind of thing a person pastes, and where it leads.
     let record_id = nodes[1].get(&format!("/api/epochs/{mined}/records")).1["records"][0]["id"].as_str().unwrap().to_owned();
     let certified_hash = settled["certificate"]["settlement_hash"].as_str().unwrap().to_owned();
     for (q, kind, href) in [
-        ("verify-miner-1".to_owned(), "miner", "/wallet/history?address=verify-miner-1".to_owned()),
+        ("verify-miner-1".to_owned(), "miner", "/api/miner/verify-miner-1".to_owned()),
         (sender.address(), "wallet", format!("/wallet/balance?address={}", sender.address())),
         (mined.to_string(), "epoch", format!("/api/epochs/{mined}")),
         (tx.clone(), "transfer", format!("/wallet/tx/{tx}")),
@@ -183,6 +184,11 @@ fn verify_checks_a_live_testnet_and_names_every_altered_field() {
     }
     let (s, v) = nodes[1].get("/api/search?q=%3Cscript%3E");
     assert_eq!((s, v["results"].as_array().map(Vec::len)), (200, Some(0)), "{v}");
+    // Not ASCII where an address has its prefix: asked about, not a crash.
+    let (s, v) = nodes[1].get(&format!("/api/search?q=rt%C3%A9{}", "a".repeat(39)));
+    assert_eq!((s, v["results"].as_array().map(Vec::len)), (200, Some(0)), "{v}");
+    let (s, v) = nodes[1].get(&format!("/api/search?q={}", "ab".repeat(32)));
+    assert_eq!((s, v["results"].as_array().map(Vec::len)), (200, Some(0)), "an unknown hash is nothing: {v}");
     assert_eq!(nodes[1].get("/api/search?q=").0, 400);
     let (s, v) = nodes[1].get("/api/anchors");
     assert_eq!((s, v["anchors"].as_array().map(Vec::len)), (200, Some(0)), "no Ergo node here: {v}");

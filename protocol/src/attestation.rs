@@ -93,7 +93,9 @@ pub fn valid_miner_id(s: &str) -> bool {
 /// Whether `wallet` has the form of an RTC address (`RTC` + 40 hex digits, in any case): such a
 /// wallet earns only for the key whose address it is (PROTOCOL.md §5.1).
 pub fn is_rtc_address(wallet: &str) -> bool {
-    wallet.len() == 43 && wallet[..3].eq_ignore_ascii_case("rtc") && wallet[3..].bytes().all(|b| b.is_ascii_hexdigit())
+    // On bytes: any text may be asked about, and byte 3 need not start a character.
+    let b = wallet.as_bytes();
+    b.len() == 43 && b[..3].eq_ignore_ascii_case(b"rtc") && b[3..].iter().all(u8::is_ascii_hexdigit)
 }
 
 /// The code of every refusal of an address in another spelling (PROTOCOL.md §3).
@@ -103,7 +105,7 @@ pub const NON_CANONICAL_ADDRESS: &str = "NON_CANONICAL_ADDRESS";
 /// and 40 lower-case hex digits): the same key's address written another way, which every path
 /// refuses, so that no spelling of an address is a second account.
 pub fn is_non_canonical_address(wallet: &str) -> bool {
-    is_rtc_address(wallet) && !(wallet.starts_with("RTC") && wallet[3..].bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    is_rtc_address(wallet) && !(wallet.starts_with("RTC") && wallet.as_bytes()[3..].iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// A submission whose shape and signature have been checked.
@@ -505,6 +507,16 @@ impl AttestationRecord {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn any_text_may_be_asked_whether_it_is_an_address() {
+        let odd = format!("rt\u{e9}{}", "a".repeat(39));
+        assert_eq!(odd.len(), 43);
+        assert!(!is_rtc_address(&odd) && !is_non_canonical_address(&odd));
+        let split = format!("RTC\u{e9}{}", "a".repeat(38));
+        assert!(!is_rtc_address(&split) && !is_non_canonical_address(&split));
+        assert!(is_rtc_address(&format!("RTC{}", "a".repeat(40))));
+    }
 
     pub(crate) fn signed_body(key: &Keypair, wallet: &str, nonce: &str) -> Vec<u8> {
         let mut req = json!({

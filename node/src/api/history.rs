@@ -279,12 +279,12 @@ pub(super) struct SearchQuery {
     q: Option<String>,
 }
 
-/// How many certificates a search for a settlement hash looks through.
-const SEARCH_CERTIFICATES: usize = 100_000;
+/// How many certificates a search for a settlement hash looks through (newest first).
+const SEARCH_CERTIFICATES: usize = 10_000;
 
-/// `GET /api/search?q=`: what `q` is and where to look at it. An RTC address is a wallet; 64 hex
-/// digits a record id, a certified settlement hash or (failing those) an Ergo transaction; 32 hex
-/// digits a transfer; a number an epoch; any other wallet name a miner. Every match is listed
+/// `GET /api/search?q=`: what `q` is and where to look at it. An RTC address is a wallet; a number
+/// an epoch; 64 hex digits a record id or a certified settlement hash; 32 hex digits a transfer;
+/// and any wallet name that attested here (whatever it looks like) a miner. Every match is listed
 /// with the API path that shows it; none is an empty list, not an error.
 pub(super) async fn search(State(node): State<Arc<Node>>, q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
     let q = query(q)?;
@@ -292,42 +292,49 @@ pub(super) async fn search(State(node): State<Arc<Node>>, q: Result<Query<Search
     if text.is_empty() || text.len() > 128 {
         return Err(ApiError::bad_request("INVALID_QUERY", "q must be 1 to 128 characters"));
     }
-    let db = node.db()?;
-    let hex_of = |n: usize| text.len() == n && text.bytes().all(|b| b.is_ascii_hexdigit());
-    let mut results = Vec::new();
-    let mut hit = |kind: &str, href: Option<String>| results.push(json!({"kind": kind, "href": href}));
-    if attestation::is_rtc_address(&text) {
-        hit("wallet", Some(format!("/wallet/balance?address={text}")));
-    } else if let Ok(epoch) = text.parse::<u64>() {
-        if store::has_settlement(&db, epoch)? {
-            hit("epoch", Some(format!("/api/epochs/{epoch}")));
+    let node2 = node.clone();
+    let results = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, ApiError> {
+        let db = node2.db()?;
+        let hex_of = |n: usize| text.len() == n && text.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut results = Vec::new();
+        let mut hit = |kind: &str, href: Option<String>| results.push(json!({"kind": kind, "href": href}));
+        if attestation::is_rtc_address(&text) {
+            // Any spelling is the one canonical address: RTC and lower-case hex.
+            let canonical = format!("RTC{}", text[3..].to_ascii_lowercase());
+            hit("wallet", Some(format!("/wallet/balance?address={canonical}")));
+        } else if text.bytes().all(|b| b.is_ascii_digit()) && let Ok(epoch) = text.parse::<u64>() {
+            if store::has_settlement(&db, epoch)? {
+                hit("epoch", Some(format!("/api/epochs/{epoch}")));
+            }
+        } else if hex_of(64) {
+            let lower = text.to_ascii_lowercase();
+            let id = protocol::crypto::decode_hex::<32>("q", &lower).map_err(|e| ApiError::bad_request("INVALID_QUERY", e.to_string()))?;
+            match store::record_kind(&db, &id)? {
+                Some("attestation") => hit("attestation", Some(format!("/api/attestation/{lower}"))),
+                // Transfer and admin records have no page of their own: their epoch's records list them.
+                Some(kind) => hit(kind, None),
+                None => {
+                    if let Some(epoch) = store::epoch_certified_as(&db, &id, SEARCH_CERTIFICATES)? {
+                        hit("settlement", Some(format!("/api/epoch/{epoch}/settlement")));
+                    }
+                }
+            }
+        } else if hex_of(32) {
+            let lower = text.to_ascii_lowercase();
+            if store::tx_state(&db, &lower)?.is_some() {
+                hit("transfer", Some(format!("/wallet/tx/{lower}")));
+            }
         }
-    } else if hex_of(64) {
-        let lower = text.to_ascii_lowercase();
-        let id = protocol::crypto::decode_hex::<32>("q", &lower).map_err(|e| ApiError::bad_request("INVALID_QUERY", e.to_string()))?;
-        let kind = store::record_kind(&db, &id)?;
-        let certified = store::epoch_certified_as(&db, &id, SEARCH_CERTIFICATES)?;
-        match kind {
-            Some("attestation") => hit("attestation", Some(format!("/api/attestation/{lower}"))),
-            // Transfer and admin records have no page of their own: their epoch's records list them.
-            Some(kind) => hit(kind, None),
-            None => {}
+        // A wallet name can look like anything above (digits, hex): a miner too, whenever it is one.
+        if attestation::valid_miner_id(&text) && store::is_miner(&db, &text)? {
+            hit("miner", Some(format!("/api/miner/{text}")));
         }
-        if let Some(epoch) = certified {
-            hit("settlement", Some(format!("/api/epoch/{epoch}/settlement")));
-        }
-        if kind.is_none() && certified.is_none() {
-            hit("ergo_transaction", Some(ergo_explorer(&lower)));
-        }
-    } else if hex_of(32) {
-        let lower = text.to_ascii_lowercase();
-        if store::tx_state(&db, &lower)?.is_some() {
-            hit("transfer", Some(format!("/wallet/tx/{lower}")));
-        }
-    } else if attestation::valid_miner_id(&text) && store::is_miner(&db, &text)? {
-        hit("miner", Some(format!("/wallet/history?address={text}")));
-    }
-    Ok(Json(json!({"query": text, "results": results})).into_response())
+        Ok(results)
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE", "the search task failed"))??;
+    let query = q.q.as_deref().map(str::trim).unwrap_or_default();
+    Ok(Json(json!({"query": query, "results": results})).into_response())
 }
 
 /// The wallet in a `/api/miner/{wallet}` path: a valid miner id in its canonical spelling.

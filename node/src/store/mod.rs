@@ -493,8 +493,21 @@ fn migrate_3_to_4(w: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Whether a database of schema `version` may lack table `t` (one a later version added).
+fn may_lack(version: Option<u64>, t: &str) -> bool {
+    (version == Some(3) && ADDED_IN_4.contains(&t)) || (version.is_some_and(|v| v < 5) && ADDED_IN_5.contains(&t))
+}
+
 /// Version 4 to 5: the miners' epoch index, from the enrollments. Returns how many rows it wrote.
 fn migrate_4_to_5(w: &WriteTransaction) -> Result<u64, StoreError> {
+    let n = build_miner_epochs(w)?;
+    w.open_table(META)?.insert("schema_version", SCHEMA_VERSION.to_be_bytes().as_slice())?;
+    Ok(n)
+}
+
+/// (Re)build the miners' epoch index from the enrollments, from scratch.
+fn build_miner_epochs(w: &WriteTransaction) -> Result<u64, StoreError> {
+    w.delete_table(MINER_EPOCHS)?;
     let mut index = w.open_table(MINER_EPOCHS)?;
     let mut n = 0;
     for row in w.open_table(ENROLLMENTS)?.iter()? {
@@ -503,8 +516,16 @@ fn migrate_4_to_5(w: &WriteTransaction) -> Result<u64, StoreError> {
         index.insert((wallet, epoch), ())?;
         n += 1;
     }
-    w.open_table(META)?.insert("schema_version", SCHEMA_VERSION.to_be_bytes().as_slice())?;
     Ok(n)
+}
+
+/// `rustchain db reindex`: rebuild the read indexes that are derived from other tables (today the
+/// miners' epoch index) in one transaction. Returns the rows written per index.
+pub fn reindex(db: &Database) -> Result<Vec<(&'static str, u64)>, StoreError> {
+    let w = db.begin_write()?;
+    let n = build_miner_epochs(&w)?;
+    w.commit()?;
+    Ok(vec![("miner_epochs", n)])
 }
 
 /// The key `wallet` is pinned to for claims of `epoch`, by the certified pins and admin changes
@@ -1679,8 +1700,9 @@ pub struct MinerEpoch {
 /// A miner at a glance (`GET /api/miner/{wallet}`).
 #[derive(Debug, Serialize)]
 pub struct MinerOverview {
-    pub first_epoch: u64,
-    pub last_epoch: u64,
+    /// `None` while it holds no enrolling claim here (its claims were all refused).
+    pub first_epoch: Option<u64>,
+    pub last_epoch: Option<u64>,
     pub epochs_enrolled: u64,
     pub total_earned_urtc: u64,
     pub latest: MinerSummary,
@@ -1699,7 +1721,7 @@ pub fn miner_overview(db: &Database, wallet: &str) -> Result<Option<MinerOvervie
         n += 1;
     }
     let total = rewards_of(&r, wallet)?.values().sum();
-    Ok(Some(MinerOverview { first_epoch: first.unwrap_or(0), last_epoch: last.unwrap_or(0), epochs_enrolled: n, total_earned_urtc: total, latest }))
+    Ok(Some(MinerOverview { first_epoch: first, last_epoch: last, epochs_enrolled: n, total_earned_urtc: total, latest }))
 }
 
 /// Number of wallets enrolled in `epoch`.
@@ -2014,7 +2036,8 @@ fn copy_table<K: Key + 'static, V: redb::Value + 'static>(
     def: TableDefinition<K, V>,
 ) -> Result<u64, StoreError> {
     let mut dst = w.open_table(def)?;
-    // An older schema's backup lacks the tables later versions added: nothing to copy.
+    // An older schema's backup lacks the tables later versions added (`copy_snapshot` allows no
+    // other missing table): nothing to copy.
     let src = match r.open_table(def) {
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
         t => t?,
@@ -2031,10 +2054,13 @@ fn copy_table<K: Key + 'static, V: redb::Value + 'static>(
 /// Copy every table of the snapshot `r` into the empty database `dst`, in one transaction.
 /// Returns the number of rows copied. Refuses a source with tables this version does not know.
 pub fn copy_snapshot(r: &ReadTransaction, dst: &Database) -> Result<u64, StoreError> {
-    for t in r.list_tables()? {
-        if !TABLE_NAMES.contains(&t.name()) {
-            return Err(StoreError::Corrupt("table unknown to this version"));
-        }
+    let names: Vec<String> = r.list_tables()?.map(|t| t.name().to_owned()).collect();
+    if names.iter().any(|n| !TABLE_NAMES.contains(&n.as_str())) {
+        return Err(StoreError::Corrupt("table unknown to this version"));
+    }
+    let version = meta_bytes(r, "schema_version")?.as_deref().and_then(be_u64);
+    if TABLE_NAMES.iter().any(|t| !names.iter().any(|n| n == t) && !may_lack(version, t)) {
+        return Err(StoreError::Corrupt("a table of its schema is missing"));
     }
     let w = dst.begin_write()?;
     let mut n = 0;
@@ -2109,7 +2135,7 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
     // migrates it when it opens it.
     let version = meta_bytes(&r, "schema_version")?.as_deref().and_then(be_u64);
     for t in TABLE_NAMES {
-        let allowed_missing = (version == Some(3) && ADDED_IN_4.contains(&t)) || (version.is_some_and(|v| v < 5) && ADDED_IN_5.contains(&t));
+        let allowed_missing = may_lack(version, t);
         if !allowed_missing && !names.iter().any(|n| n == t) {
             problem(&mut rep, format!("table {t} is missing"));
         }
@@ -2199,12 +2225,28 @@ pub fn check_consistency(db: &Database, spec: Option<&ChainSpec>) -> Result<Chec
             problem(&mut rep, format!("claim ({epoch}, {}) has no record", hex::encode(id)));
         }
     }
+    // The miners' epoch index (schema 5) holds exactly the enrollments' (epoch, wallet) pairs.
+    let index = if version.is_some_and(|v| v >= 5) { Some(r.open_table(MINER_EPOCHS)?) } else { None };
     for row in r.open_table(ENROLLMENTS)?.iter()? {
         let (k, v) = row?;
         rep.enrollments += 1;
+        let (epoch, wallet) = k.value();
         if uncbor::<EnrollmentRow>(v.value(), "enrollment").is_err() {
-            let (epoch, wallet) = k.value();
             problem(&mut rep, format!("enrollment ({epoch}, {wallet}) does not decode"));
+        }
+        if let Some(index) = &index
+            && index.get((wallet, epoch))?.is_none() {
+            problem(&mut rep, format!("enrollment ({epoch}, {wallet}) is missing from the miner_epochs index (rustchain db reindex rebuilds it)"));
+        }
+    }
+    if let Some(index) = &index {
+        let enrollments = r.open_table(ENROLLMENTS)?;
+        for row in index.iter()? {
+            let (k, _) = row?;
+            let (wallet, epoch) = k.value();
+            if enrollments.get((epoch, wallet))?.is_none() {
+                problem(&mut rep, format!("the miner_epochs index names ({epoch}, {wallet}), which is not enrolled (rustchain db reindex rebuilds it)"));
+            }
         }
     }
     let mut paid = 0u128;
@@ -2353,7 +2395,23 @@ mod tests {
         let (page, next) = miner_history(&db, "alice", None, 1).unwrap();
         assert_eq!((page.len(), next), (1, Some(3)), "a page of one, then the next starts at epoch 3");
         let o = miner_overview(&db, "alice").unwrap().unwrap();
-        assert_eq!((o.first_epoch, o.last_epoch, o.epochs_enrolled), (3, 5, 2));
+        assert_eq!((o.first_epoch, o.last_epoch, o.epochs_enrolled), (Some(3), Some(5), 2));
+        // A damaged or emptied index is rebuilt by `db reindex`, the stale rows gone.
+        let w = db.begin_write().unwrap();
+        {
+            let mut index = w.open_table(MINER_EPOCHS).unwrap();
+            index.remove(("alice", 5u64)).unwrap();
+            index.insert(("ghost", 9u64), ()).unwrap();
+        }
+        w.commit().unwrap();
+        assert_eq!(miner_history(&db, "alice", None, 10).unwrap().0.len(), 1);
+        let problems = check_consistency(&db, Some(&spec)).unwrap().problems;
+        assert!(problems.iter().any(|p| p.contains("(5, alice) is missing from the miner_epochs index")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("names (9, ghost), which is not enrolled")), "{problems:?}");
+        assert_eq!(reindex(&db).unwrap(), vec![("miner_epochs", 3)]);
+        assert!(check_consistency(&db, Some(&spec)).unwrap().problems.is_empty());
+        assert_eq!(miner_history(&db, "alice", None, 10).unwrap().0.len(), 2);
+        assert!(db.begin_read().unwrap().open_table(MINER_EPOCHS).unwrap().get(("ghost", 9u64)).unwrap().is_none());
         assert!(miner_overview(&db, "carol").unwrap().is_none());
         assert!(check_consistency(&db, Some(&spec)).unwrap().problems.is_empty());
     }
