@@ -37,6 +37,27 @@ fn limit_param(limit: Option<&str>, default: usize, max: usize) -> Result<usize,
     }
 }
 
+/// A cursor that is an epoch number (`next_cursor` of `/api/epochs`, anchors, a miner's history).
+fn epoch_cursor(c: Option<&str>) -> Result<Option<u64>, ApiError> {
+    match c {
+        None | Some("") => Ok(None),
+        Some(c) => c.parse::<u64>().map(Some).map_err(|_| ApiError::bad_request("INVALID_CURSOR", format!("cursor must be an epoch number from next_cursor, got {c:?}"))),
+    }
+}
+
+/// The epoch in the path, the paging query and its limit, of the per-epoch pages.
+fn epoch_page(
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
+    default: usize,
+    max: usize,
+) -> Result<(u64, RecordsQuery, usize), ApiError> {
+    let epoch = epoch_param(p)?;
+    let q = query(q)?;
+    let limit = limit_param(q.limit.as_deref(), default, max)?;
+    Ok((epoch, q, limit))
+}
+
 /// An epoch's status here: `certified` (its certificate and certified record applied),
 /// `certified_mismatch` (certified for another hash than the one this node computed, or its record
 /// not yet held), `provisional` (settled, no certificate yet).
@@ -86,12 +107,18 @@ fn summary(node: &Node, db: &redb::Database, epoch: u64) -> Result<Option<Value>
     let cert = store::certificate(db, epoch)?;
     let applied = store::is_applied(db, epoch)?;
     let anchor = store::anchor_record(db, epoch)?;
+    // Once applied (and not in dispute) the record held is the certified one: its hash is the
+    // certificate's, without hashing a record that may be megabytes.
+    let hash = match &cert {
+        Some(c) if applied && !node.mismatches.lock().expect("lock").contains_key(&epoch) => c.settlement_hash,
+        _ => s.hash(),
+    };
     let judged = s.transfers.len();
     let applied_transfers = s.transfers.iter().filter(|t| t.result == TransferResult::Applied).count();
     Ok(Some(json!({
         "epoch": epoch,
         "status": epoch_status(node, cert.is_some(), applied, epoch),
-        "settlement_hash": hex::encode(s.hash()),
+        "settlement_hash": hex::encode(hash),
         "certified_hash": cert.as_ref().map(|c| hex::encode(c.settlement_hash)),
         "prev_settlement_hash": hex::encode(s.prev_settlement_hash),
         "pot_urtc": s.pot_urtc,
@@ -134,10 +161,7 @@ pub(super) async fn epochs(State(node): State<Arc<Node>>, q: Result<Query<Epochs
         Some("asc") => true,
         Some(o) => return Err(ApiError::bad_request("INVALID_ORDER", format!("order must be asc or desc, got {o:?}"))),
     };
-    let cursor = match q.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(c.parse::<u64>().map_err(|_| ApiError::bad_request("INVALID_CURSOR", format!("cursor must be an epoch number from next_cursor, got {c:?}")))?),
-    };
+    let cursor = epoch_cursor(q.cursor.as_deref())?;
     let db = node.db()?;
     let (page, next) = store::settled_epochs_page(&db, cursor, limit, ascending)?;
     let mut items = Vec::with_capacity(page.len());
@@ -172,9 +196,7 @@ pub(super) async fn records(
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let epoch = epoch_param(p)?;
-    let q = query(q)?;
-    let limit = limit_param(q.limit.as_deref(), DEFAULT_RECORDS, MAX_RECORDS)?;
+    let (epoch, q, limit) = epoch_page(p, q, DEFAULT_RECORDS, MAX_RECORDS)?;
     let after = match q.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(
@@ -204,9 +226,7 @@ pub(super) async fn miners(
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let epoch = epoch_param(p)?;
-    let q = query(q)?;
-    let limit = limit_param(q.limit.as_deref(), DEFAULT_EPOCHS, MAX_EPOCHS)?;
+    let (epoch, q, limit) = epoch_page(p, q, DEFAULT_EPOCHS, MAX_EPOCHS)?;
     let after = q.cursor.as_deref().filter(|c| !c.is_empty());
     if let Some(c) = after
         && !attestation::valid_miner_id(c) {
@@ -227,9 +247,7 @@ pub(super) async fn transfers(
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let epoch = epoch_param(p)?;
-    let q = query(q)?;
-    let limit = limit_param(q.limit.as_deref(), DEFAULT_EPOCHS, MAX_EPOCHS)?;
+    let (epoch, q, limit) = epoch_page(p, q, DEFAULT_EPOCHS, MAX_EPOCHS)?;
     let start = match q.cursor.as_deref() {
         None | Some("") => 0,
         Some(c) => c.parse::<usize>().map_err(|_| ApiError::bad_request("INVALID_CURSOR", format!("cursor must be a position from next_cursor, got {c:?}")))?,
@@ -261,10 +279,7 @@ fn ergo_explorer(tx: &str) -> String {
 pub(super) async fn anchors(State(node): State<Arc<Node>>, q: Result<Query<AnchorsQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
     let q = query(q)?;
     let limit = limit_param(q.limit.as_deref(), DEFAULT_EPOCHS, MAX_EPOCHS)?;
-    let from = match q.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(c.parse::<u64>().map_err(|_| ApiError::bad_request("INVALID_CURSOR", format!("cursor must be an epoch number from next_cursor, got {c:?}")))?),
-    };
+    let from = epoch_cursor(q.cursor.as_deref())?;
     let (page, next) = store::anchors_page(&*node.db()?, from, limit)?;
     let items: Vec<Value> = page
         .iter()
@@ -362,10 +377,7 @@ pub(super) async fn miner_history(
     let wallet = wallet_path(p)?;
     let q = query(q)?;
     let limit = limit_param(q.limit.as_deref(), DEFAULT_EPOCHS, MAX_EPOCHS)?;
-    let from = match q.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(c.parse::<u64>().map_err(|_| ApiError::bad_request("INVALID_CURSOR", format!("cursor must be an epoch number from next_cursor, got {c:?}")))?),
-    };
+    let from = epoch_cursor(q.cursor.as_deref())?;
     let (page, next) = store::miner_history(&*node.db()?, &wallet, from, limit)?;
     Ok(Json(json!({"miner": wallet, "epochs": page, "next_cursor": next.map(|n| n.to_string())})).into_response())
 }
