@@ -65,6 +65,8 @@ pub struct Node {
     pub anchor: Arc<dyn Anchor>,
     /// Wakes the anchoring task when an epoch is certified.
     pub anchor_wake: Notify,
+    /// The live feed (`GET /api/events`).
+    pub events: crate::events::Events,
 }
 
 /// Event counters shown by the API.

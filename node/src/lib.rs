@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod consensus;
 pub mod context;
+pub mod events;
 pub mod keys;
 pub mod metrics;
 pub mod net;

@@ -85,6 +85,11 @@ pub struct Metrics {
     pub db_write_failures: Counter,
     /// Signed transfers accepted over HTTP at this node (pending until settled).
     pub transfers_accepted: Counter,
+    /// Live-feed clients connected now (`GET /api/events`).
+    pub event_clients: Gauge,
+    /// Live-feed events sent, and clients dropped for falling behind.
+    pub events_sent: Counter,
+    pub event_clients_dropped: Counter,
     pub backup_age_seconds: Gauge<f64, AtomicU64>,
     pub backup_last_success: Gauge,
     pub backups: Family<StatusLabel, Counter>,
@@ -127,6 +132,9 @@ impl MetricsBuilder {
             db_size_bytes: Gauge::default(),
             db_write_failures: Counter::default(),
             transfers_accepted: Counter::default(),
+            event_clients: Gauge::default(),
+            events_sent: Counter::default(),
+            event_clients_dropped: Counter::default(),
             backup_age_seconds: Gauge::default(),
             backup_last_success: Gauge::default(),
             backups: Family::default(),
@@ -171,6 +179,9 @@ impl MetricsBuilder {
         r.register("db_size_bytes", "Size of the database file", m.db_size_bytes.clone());
         r.register("db_write_failures", "Write batches whose commit failed (nothing of them was stored)", m.db_write_failures.clone());
         r.register("transfers_accepted", "Signed transfers accepted over HTTP at this node", m.transfers_accepted.clone());
+        r.register("event_clients", "Live-feed clients connected (GET /api/events)", m.event_clients.clone());
+        r.register("events_sent", "Live-feed events sent to clients", m.events_sent.clone());
+        r.register("event_clients_dropped", "Live-feed clients dropped for falling more than the buffer behind", m.event_clients_dropped.clone());
         r.register("backup_age_seconds", "Age of the newest backup (-1: none)", m.backup_age_seconds.clone());
         r.register("backup_last_success_timestamp_seconds", "Unix time of the newest backup (0: none)", m.backup_last_success.clone());
         r.register("backups", "Backups taken, by outcome (ok, failed)", m.backups.clone());

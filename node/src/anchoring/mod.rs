@@ -67,6 +67,9 @@ async fn sweep(node: &Node, anchor: &dyn Anchor) -> Result<(), AnchorError> {
                     Ok(()) => {
                         tracing::info!(epoch, hash = %hex::encode(hash), tx_id = %receipt.tx_id, "settlement hash anchored");
                         node.metrics.anchors.get_or_create(&StatusLabel { status: "ok" }).inc();
+                        node.events.publish("anchored", epoch, Vec::new(), serde_json::json!({
+                            "settlement_hash": hex::encode(hash), "ergo_tx_id": receipt.tx_id,
+                        }));
                         node.metrics.last_anchored_epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
                     }
                     Err(e) => {

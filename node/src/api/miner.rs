@@ -45,10 +45,15 @@ pub(super) async fn submit_attestation(node: &Node, body: Result<Bytes, BytesRej
     let payload = sub.payload();
     let receipt = Receipt::sign(&node.spec, &node.key, &payload.payload_id(), slot, &sub.nonce);
     let (new, eval) = admission::attestation(&node.spec, &sub, AttestationRecord { payload, receipt }, Origin::Miner, nonce_expires, epoch);
-    let id = new.id;
+    let (id, claim) = (new.id, new.claim.clone());
     let outcome = node.writer.attest(new).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     match outcome {
-        Ok(_) => node.announce(id),
+        Ok(stored) => {
+            node.announce(id);
+            if stored.new {
+                crate::events::attestation_accepted(&node.events, &id, epoch, &claim, "here");
+            }
+        }
         Err(r) => return Err(refused(r)),
     }
     if !eval.verdict.passed {

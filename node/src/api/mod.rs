@@ -9,6 +9,7 @@
 mod admin;
 pub mod error;
 mod explorer;
+mod feed;
 mod history;
 pub mod limits;
 pub mod metrics;
@@ -106,6 +107,7 @@ pub fn router(node: Arc<Node>, limits: &HttpLimits) -> Router {
         .route("/api/epochs/{n}/miners", get(history::miners))
         .route("/api/epochs/{n}/transfers", get(history::transfers))
         .route("/api/anchors", get(history::anchors))
+        .route("/api/events", get(feed::events))
         .route("/api/search", get(history::search))
         .route("/api/miner/{wallet}", get(history::miner))
         .route("/api/miner/{wallet}/history", get(history::miner_history))

@@ -22,6 +22,7 @@ pub(super) async fn transfer_signed(State(node): State<Arc<Node>>, body: Result<
         Ok(_) => node.announce(id),
         Err(r) => return Err(refused(r)),
     }
+    crate::events::transfer_pending(&node.events, confirms_at, &stored);
     node.metrics.transfers_accepted.inc();
     tracing::info!(tx_hash = %stored.tx_hash, from = %stored.from, to = %stored.to, amount_urtc = stored.amount_urtc, epoch = confirms_at, "transfer accepted; pending");
     Ok(Json(json!({

@@ -103,7 +103,7 @@ pub async fn finalize(node: &Arc<Node>, cert: EpochCertificate, offered: Option<
         Ok(Applied::Now { .. }) => {
             node.mismatches.lock().expect("lock").remove(&epoch);
             tracing::info!(epoch, round = cert.round, hash = %hex::encode(cert.settlement_hash), signers = cert.votes.len(), "epoch certified; rewards credited");
-            node.anchor_wake.notify_one();
+            on_certified(node, &cert);
             if ours != Some(cert.settlement_hash) {
                 // Credited from a peer's record (we were cut off, or settled without some
                 // records): pull the epoch's records we lack, so our registry holds them too.
@@ -179,7 +179,7 @@ async fn resolve(node: &Arc<Node>, cert: EpochCertificate) {
         && s.hash() == cert.settlement_hash {
         if let Ok(Applied::Now { .. }) = node.writer.certify(cert.clone(), Some(s)).await {
             tracing::info!(epoch, "after sync our settlement matches the certificate; rewards credited");
-            node.anchor_wake.notify_one();
+            on_certified(node, &cert);
         }
         node.mismatches.lock().expect("lock").remove(&epoch);
         return;
@@ -194,7 +194,7 @@ async fn resolve(node: &Arc<Node>, cert: EpochCertificate) {
                          our own registry still yields another hash (see /api/epoch/{epoch}/settlement)"
                     );
                     node.counters.settlement_mismatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    node.anchor_wake.notify_one();
+                    on_certified(node, &cert);
                 }
                 Ok(Applied::Before) => {}
                 Ok(Applied::Conflict { tx_hash, judged_in }) => report_conflict(node, &cert, &tx_hash, judged_in),
@@ -468,6 +468,14 @@ async fn next_round(node: &Arc<Node>, epoch: u64, round: u32) {
         cast_vote(node, epoch, round + 1, s.hash()).await;
     }
     check(node, epoch).await;
+}
+
+/// Epoch `cert.epoch` was certified and applied here just now: wake the anchoring task and tell
+/// the live feed (with the certified record, as stored).
+fn on_certified(node: &Arc<Node>, cert: &EpochCertificate) {
+    node.anchor_wake.notify_one();
+    let record = node.db.get().and_then(|db| store::settlement(&db, cert.epoch)).ok().flatten();
+    crate::events::certified(&node.events, cert, record.as_ref());
 }
 
 #[cfg(test)]

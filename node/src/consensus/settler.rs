@@ -82,6 +82,12 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 }
                 match node.writer.settle_in_order(next).await {
                     Ok((s, new)) => {
+                        if new {
+                            node.events.publish("epoch_settled", next, Vec::new(), serde_json::json!({
+                                "settlement_hash": hex::encode(s.hash()), "miners": s.entries.len(),
+                                "distributed_urtc": s.distributed_urtc, "transfers": s.transfers.len(),
+                            }));
+                        }
                         if new && (!s.entries.is_empty() || behind == 1) {
                             tracing::info!(
                                 epoch = next, hash = %hex::encode(s.hash()), miners = s.entries.len(),

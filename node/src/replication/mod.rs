@@ -89,22 +89,37 @@ pub async fn ingest_page(node: &Node, records: Vec<AnyRecord>) -> Vec<Result<boo
     let writes = checked.into_iter().map(|c| async move {
         match c {
             Ok(None) => Ok(false),
-            Ok(Some(Checked::Attestation(new))) => match node.writer.attest(new).await {
-                Ok(Ok(stored)) => {
-                    if let Some(signer) = stored.equivocating_signer {
-                        punish_receipt_equivocation(node, signer);
+            Ok(Some(Checked::Attestation(new))) => {
+                let seen = (new.id, new.epoch, new.claim.clone());
+                match node.writer.attest(new).await {
+                    Ok(Ok(stored)) => {
+                        if let Some(signer) = stored.equivocating_signer {
+                            punish_receipt_equivocation(node, signer);
+                        }
+                        if stored.new {
+                            let (id, epoch, claim) = &seen;
+                            crate::events::attestation_accepted(&node.events, id, *epoch, claim, "peer");
+                        }
+                        Ok(stored.new)
                     }
-                    Ok(stored.new)
+                    Ok(Err(r @ store::Refusal::StaleReceipt { .. })) => Err(IngestError::Stale(r)),
+                    Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
+                    Err(e) => Err(IngestError::Storage(e.to_string())),
                 }
-                Ok(Err(r @ store::Refusal::StaleReceipt { .. })) => Err(IngestError::Stale(r)),
-                Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
-                Err(e) => Err(IngestError::Storage(e.to_string())),
-            },
-            Ok(Some(Checked::Transfer(new))) => match node.writer.transfer(new).await {
-                Ok(Ok(stored)) => Ok(stored),
-                Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
-                Err(e) => Err(IngestError::Storage(e.to_string())),
-            },
+            }
+            Ok(Some(Checked::Transfer(new))) => {
+                let t = new.transfer.clone();
+                match node.writer.transfer(new).await {
+                    Ok(Ok(stored)) => {
+                        if stored {
+                            crate::events::transfer_pending(&node.events, node.spec.epoch_of_slot(t.slot), &t);
+                        }
+                        Ok(stored)
+                    }
+                    Ok(Err(refused)) => Err(IngestError::Invalid(refused.to_string())),
+                    Err(e) => Err(IngestError::Storage(e.to_string())),
+                }
+            }
             Ok(Some(Checked::Admin(new))) => match node.writer.admin(new).await {
                 Ok(Ok(stored)) => Ok(stored),
                 Ok(Err(r @ store::Refusal::StaleEpoch(_))) => Err(IngestError::Stale(r)),

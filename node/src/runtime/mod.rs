@@ -132,6 +132,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         min_peers: cfg.min_peers,
         anchor: anchor.clone(),
         anchor_wake: Notify::new(),
+        events: crate::events::Events::default(),
     });
     if node.admin_key.is_none() {
         tracing::info!("no admin key configured: /admin/* answers 503");
