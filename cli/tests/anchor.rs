@@ -517,18 +517,9 @@ fn the_primary_anchors_each_certified_hash_once_and_any_node_verifies_it() {
 
     // `rustchain verify` checks the anchor itself, on the Ergo node it is given.
     let e = epoch.to_string();
-    let verify = |extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rustchain"))
-            .args(["verify", "--node", &primary.url, "--from", &e, "--to", &e])
-            .args(extra)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
-        (out.status.code(), text)
-    };
+    let verify = |extra: &[&str]| common::run_verify(&primary.url, &[&["--from", &e, "--to", &e], extra].concat());
     let (code, out) = verify(&["--ergo-url", &base]);
-    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(code, 0, "{out}");
     let row: Vec<&str> = out.lines().find(|l| l.starts_with("Ergo anchor")).unwrap().split_whitespace().rev().take(3).collect();
     assert_eq!(row, ["0", "0", "1"], "one anchor checked and verified, none failed or unchecked: {out}");
 
@@ -538,7 +529,7 @@ fn the_primary_anchors_each_certified_hash_once_and_any_node_verifies_it() {
     assert_eq!(v["verified"], json!(false), "{v}");
     assert_eq!(v["onchain"]["settlement_hash"], json!(hex::encode(hash(9))));
     let (code, out) = verify(&["--ergo-url", &base]);
-    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(code, 1, "{out}");
     assert!(out.contains(&format!("MISMATCH epoch {epoch} anchor {tx_id} (R4, R5): expected {}", cert["certificate"]["settlement_hash"].as_str().unwrap())), "{out}");
 
     // kill -9 and restart: epochs already anchored are not sent again; later ones still are.

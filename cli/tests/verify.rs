@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -88,17 +87,9 @@ fn flip_hex(v: &mut Value, at: usize) {
     *v = Value::String(String::from_utf8(s).unwrap());
 }
 
-/// Run `rustchain verify`; returns its exit code and standard output.
+/// `rustchain verify` of `url` against the testnet's chain spec.
 fn verify(url: &str, spec: &std::path::Path, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rustchain"))
-        .args(["verify", "--node", url, "--spec"])
-        .arg(spec)
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!("--- verify {url} {extra:?}\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), stdout)
+    common::run_verify(url, &[&["--spec", spec.to_str().unwrap()], extra].concat())
 }
 
 #[test]

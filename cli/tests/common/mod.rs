@@ -443,3 +443,12 @@ pub fn funded_sender(nodes: &[TestNode], seed: u8, miner_id: &str) -> (Keypair, 
     }
     (sender, reward)
 }
+
+/// Run `rustchain verify --node URL` with `extra` arguments; its exit code and standard output
+/// (both streams are echoed to the test's stderr).
+pub fn run_verify(url: &str, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rustchain")).args(["verify", "--node", url]).args(extra).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("--- verify {url} {extra:?}\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), stdout)
+}

@@ -40,11 +40,10 @@ pub(super) async fn events(State(node): State<Arc<Node>>, q: Result<Query<FeedQu
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_CLIENTS", format!("the live feed has {} clients already", crate::events::MAX_CLIENTS)));
     };
     node.metrics.event_clients.set(node.events.clients() as i64);
-    // The stream's state: the receiver, this client's place, and whether it has ended.
-    let state = (rx, Some(permit), node.clone());
-    let stream = futures::stream::unfold(state, move |(mut rx, permit, node)| {
-        let kinds = kinds.clone();
-        let wallet = wallet.clone();
+    // The stream's state: the receiver, this client's place (`None` once it has been dropped), and
+    // its filters.
+    let state = (rx, Some(permit), node.clone(), kinds, wallet);
+    let stream = futures::stream::unfold(state, |(mut rx, permit, node, kinds, wallet)| {
         async move {
             permit.as_ref()?;
             loop {
@@ -55,14 +54,14 @@ pub(super) async fn events(State(node): State<Arc<Node>>, q: Result<Query<FeedQu
                         }
                         node.metrics.events_sent.inc();
                         let sse = SseEvent::default().event(e.kind).json_data(&*e).unwrap_or_else(|_| SseEvent::default().comment("unencodable event"));
-                        return Some((Ok::<_, Infallible>(sse), (rx, permit, node)));
+                        return Some((Ok::<_, Infallible>(sse), (rx, permit, node, kinds, wallet)));
                     }
                     Err(RecvError::Lagged(n)) => {
                         node.metrics.event_clients_dropped.inc();
                         let why = format!("this client fell {n} events behind the node's buffer of {}; reconnect", crate::events::BUFFER);
                         let sse = SseEvent::default().event("dropped").data(why);
                         node.metrics.event_clients.set(node.events.clients().saturating_sub(1) as i64);
-                        return Some((Ok(sse), (rx, None, node)));
+                        return Some((Ok(sse), (rx, None, node, kinds, wallet)));
                     }
                     Err(RecvError::Closed) => return None,
                 }

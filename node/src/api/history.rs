@@ -308,6 +308,7 @@ pub(super) async fn search(State(node): State<Arc<Node>>, q: Result<Query<Search
         return Err(ApiError::bad_request("INVALID_QUERY", "q must be 1 to 128 characters"));
     }
     let node2 = node.clone();
+    let asked = text.clone();
     let results = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, ApiError> {
         let db = node2.db()?;
         let hex_of = |n: usize| text.len() == n && text.bytes().all(|b| b.is_ascii_hexdigit());
@@ -348,8 +349,7 @@ pub(super) async fn search(State(node): State<Arc<Node>>, q: Result<Query<Search
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE", "the search task failed"))??;
-    let query = q.q.as_deref().map(str::trim).unwrap_or_default();
-    Ok(Json(json!({"query": query, "results": results})).into_response())
+    Ok(Json(json!({"query": asked, "results": results})).into_response())
 }
 
 /// The wallet in a `/api/miner/{wallet}` path: a valid miner id in its canonical spelling.

@@ -83,16 +83,18 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 match node.writer.settle_in_order(next).await {
                     Ok((s, new)) => {
                         if new {
+                            // Hashed once for the feed and the log (a record can be megabytes).
+                            let hash = hex::encode(s.hash());
+                            if !s.entries.is_empty() || behind == 1 {
+                                tracing::info!(
+                                    epoch = next, hash = %hash, miners = s.entries.len(),
+                                    distributed_urtc = s.distributed_urtc, "epoch settled (provisional until certified)"
+                                );
+                            }
                             node.events.publish("epoch_settled", next, Vec::new(), serde_json::json!({
-                                "settlement_hash": hex::encode(s.hash()), "miners": s.entries.len(),
+                                "settlement_hash": hash, "miners": s.entries.len(),
                                 "distributed_urtc": s.distributed_urtc, "transfers": s.transfers.len(),
                             }));
-                        }
-                        if new && (!s.entries.is_empty() || behind == 1) {
-                            tracing::info!(
-                                epoch = next, hash = %hex::encode(s.hash()), miners = s.entries.len(),
-                                distributed_urtc = s.distributed_urtc, "epoch settled (provisional until certified)"
-                            );
                         }
                         consensus::on_settled(&node, next, &s).await;
                         last_settled = Some((next, Instant::now()));

@@ -2366,7 +2366,7 @@ mod tests {
     }
 
     /// A schema-4 database opens as schema 5 with the miners' epoch index built from its
-    /// enrollments; an older backup restores into the new schema the same way.
+    /// enrollments; `db check` finds the index out of step both ways, and `reindex` rebuilds it.
     #[test]
     fn a_version_4_database_gets_the_miner_epoch_index() {
         let dir = tempfile::tempdir().unwrap();
